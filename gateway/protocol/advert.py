@@ -1,0 +1,86 @@
+"""The compact advertisement form: manufacturer data for nodes that never connect."""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.protocol.constants import (
+    ADV_FLAG_AUTH,
+    ADV_SIZE_EVENT,
+    ADV_SIZE_HEARTBEAT,
+    ADV_TAG_SIZE,
+    PROTOCOL_VERSION,
+    MsgType,
+)
+from gateway.protocol.errors import ProtocolError, Reason
+from gateway.protocol.messages import auth_tag
+
+_KEY: Final = struct.Struct("<BQII")
+_EVENT: Final = struct.Struct("<BH")
+_HEARTBEAT: Final = struct.Struct("<Hb")
+TEMPERATURE_UNKNOWN_C: Final = -128
+
+
+@dataclass(frozen=True, slots=True)
+class Advert:
+    kind: MsgType  # EVENT or HEARTBEAT
+    node_id: int
+    boot_id: int
+    seq: int
+    label: int = 0
+    score: int = 0
+    battery_mv: int = 0
+    temperature_c: int = TEMPERATURE_UNKNOWN_C
+    tag: bytes | None = None
+    raw: bytes = b""
+
+
+def encode_advert(adv: Advert, key: bytes | None = None) -> bytes:
+    if adv.kind not in (MsgType.EVENT, MsgType.HEARTBEAT):
+        raise ProtocolError(Reason.BAD_ADVERT, f"kind {adv.kind!r}")
+    first = PROTOCOL_VERSION << 4 | (ADV_FLAG_AUTH if key is not None else 0) | adv.kind
+    try:
+        out = _KEY.pack(first, adv.node_id, adv.boot_id, adv.seq)
+        if adv.kind == MsgType.EVENT:
+            out += _EVENT.pack(adv.label, adv.score)
+        else:
+            out += _HEARTBEAT.pack(adv.battery_mv, adv.temperature_c)
+    except struct.error as exc:
+        raise ProtocolError(Reason.BAD_ADVERT, str(exc)) from exc
+    if key is not None:
+        out += auth_tag(key, out, ADV_TAG_SIZE)
+    return out
+
+
+def decode_advert(raw: bytes) -> Advert:
+    """Decodes the manufacturer data that follows the company id."""
+    if not raw or raw[0] >> 4 != PROTOCOL_VERSION:
+        raise ProtocolError(Reason.BAD_ADVERT, "missing or unsupported version")
+    kind_bits = raw[0] & 0x07
+    auth = bool(raw[0] & ADV_FLAG_AUTH)
+    if kind_bits not in (MsgType.EVENT, MsgType.HEARTBEAT):
+        raise ProtocolError(Reason.BAD_ADVERT, f"kind {kind_bits}")
+    kind = MsgType(kind_bits)
+    size = (ADV_SIZE_EVENT if kind == MsgType.EVENT else ADV_SIZE_HEARTBEAT) + (
+        ADV_TAG_SIZE if auth else 0
+    )
+    if len(raw) != size:
+        raise ProtocolError(Reason.BAD_ADVERT, f"{len(raw)} bytes, expected {size}")
+    _, node_id, boot_id, seq = _KEY.unpack_from(raw)
+    tag = raw[-ADV_TAG_SIZE:] if auth else None
+    if kind == MsgType.EVENT:
+        label, score = _EVENT.unpack_from(raw, _KEY.size)
+        return Advert(kind, node_id, boot_id, seq, label=label, score=score, tag=tag, raw=raw)
+    battery, temperature = _HEARTBEAT.unpack_from(raw, _KEY.size)
+    return Advert(
+        kind, node_id, boot_id, seq, battery_mv=battery, temperature_c=temperature, tag=tag, raw=raw
+    )
+
+
+def verify_advert(adv: Advert, key: bytes) -> bool:
+    if adv.tag is None:
+        return False
+    return hmac.compare_digest(auth_tag(key, adv.raw[:-ADV_TAG_SIZE], ADV_TAG_SIZE), adv.tag)

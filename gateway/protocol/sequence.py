@@ -1,0 +1,109 @@
+"""Per-node sequence state: duplicate and replay detection, and the cumulative ACK.
+
+Pure logic, persisted by the outbox so it survives restarts. EVENTs are
+numbered 1, 2, ... within a boot; ``contiguous`` is the highest seq such that
+every EVENT up to it is stored (or was declared unrecoverable by the node's
+``retx_floor``). That value is what the gateway acknowledges: the node frees
+its retransmit ring up to it, so it must never cover an event not stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+# Stored EVENTs above an open gap that are remembered individually. A gap
+# that stays open this long is given up (and counted): no node ring is larger.
+MAX_ABOVE: Final = 4096
+_HALF: Final = 1 << 31
+
+
+class Verdict(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"  # seen before: drop, but acknowledge again
+    STALE = "stale"  # from an earlier boot than the node's current one
+
+
+def newer_u32(a: int, b: int) -> bool:
+    """True when ``a`` follows ``b`` in 32-bit serial-number order (RFC 1982)."""
+    return 0 < (a - b) % (1 << 32) < _HALF
+
+
+@dataclass(slots=True)
+class SequenceState:
+    boot_id: int = 0
+    contiguous: int = 0
+    above: set[int] = field(default_factory=set)
+    # last accepted uptime of each non-EVENT message type, for replay checks
+    control_uptime: dict[int, int] = field(default_factory=dict)
+
+    def classify(self, boot_id: int, seq: int) -> Verdict:
+        if boot_id < self.boot_id:
+            return Verdict.STALE
+        if boot_id > self.boot_id:
+            return Verdict.NEW
+        if seq <= self.contiguous or seq in self.above:
+            return Verdict.DUPLICATE
+        return Verdict.NEW
+
+    def record(self, boot_id: int, seq: int) -> int:
+        """Marks one EVENT stored. Returns how many events a forced skip gave up."""
+        if boot_id < self.boot_id:
+            return 0
+        if boot_id > self.boot_id:
+            self._new_boot(boot_id)
+        if seq <= self.contiguous:
+            return 0
+        self.above.add(seq)
+        self._advance()
+        if len(self.above) > MAX_ABOVE:
+            return self._skip_to(min(self.above) - 1)
+        return 0
+
+    def skip_below(self, boot_id: int, floor: int) -> int:
+        """The node will never resend EVENTs below ``floor``; returns how many were lost."""
+        if boot_id < self.boot_id:
+            return 0
+        if boot_id > self.boot_id:
+            self._new_boot(boot_id)
+        return self._skip_to(floor - 1)
+
+    def accept_control(self, boot_id: int, msg_type: int, uptime_ms: int) -> Verdict:
+        """Replay check for non-EVENT messages: their uptime must move forward."""
+        if boot_id < self.boot_id:
+            return Verdict.STALE
+        if boot_id > self.boot_id:
+            self._new_boot(boot_id)
+        last = self.control_uptime.get(msg_type)
+        if last is not None and not newer_u32(uptime_ms, last):
+            return Verdict.DUPLICATE
+        self.control_uptime[msg_type] = uptime_ms
+        return Verdict.NEW
+
+    @property
+    def ack(self) -> tuple[int, int]:
+        return self.boot_id, self.contiguous
+
+    def _new_boot(self, boot_id: int) -> None:
+        self.boot_id = boot_id
+        self.contiguous = 0
+        self.above.clear()
+        self.control_uptime.clear()
+
+    def _skip_to(self, target: int) -> int:
+        if target <= self.contiguous:
+            return 0
+        held = {s for s in self.above if s <= target}
+        lost = target - self.contiguous - len(held)
+        self.above -= held
+        self.contiguous = target
+        self._advance()
+        return lost
+
+    def _advance(self) -> None:
+        nxt = self.contiguous + 1
+        while nxt in self.above:
+            self.above.remove(nxt)
+            nxt += 1
+        self.contiguous = nxt - 1

@@ -1,0 +1,21 @@
+"""Shared fixtures. Peers the tests need are built or started here, never mocked."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL_DIR = ROOT / "mcu_firmware" / "protocol"
+
+
+@pytest.fixture(scope="session")
+def c_vectors_tool() -> Path:
+    """The C library's host vector tool, built from source (fails, never skips, without cc)."""
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.fail("make and a C compiler are needed: run scripts/setup.sh")
+    subprocess.run(["make", "-s", "-C", str(PROTOCOL_DIR), "tools"], check=True)
+    return PROTOCOL_DIR / "build" / "tgw_vectors"

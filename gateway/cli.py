@@ -1,0 +1,108 @@
+"""tinyml-gateway run | check-config | demo | simulate | version. Parsing only; no logic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+
+EX_OK = 0
+EX_CONFIG = 78  # sysexits.h EX_CONFIG
+EX_IOERR = 74  # sysexits.h EX_IOERR: the outbox cannot be used
+DEFAULT_CONFIG = Path(os.environ.get("TINYML_GATEWAY_CONFIG", "/etc/tinyml-gateway/config.toml"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tinyml-gateway", description="Edge gateway for TinyML sensor fleets.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the gateway")
+    run.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config", type=Path)
+    demo = sub.add_parser("demo", help="the whole pipeline on simulated nodes, no hardware")
+    demo.add_argument("--nodes", type=int, default=4)
+    demo.add_argument("--rate", type=float, default=1.0, help="events per second per node")
+    demo.add_argument("--duration", type=float, default=None, help="seconds; default: until Ctrl-C")
+    demo.add_argument("--broker", default=None, help="host:port of an MQTT broker to use instead of the embedded one")
+    demo.add_argument("--port", type=int, default=1883, help="port of the embedded broker (0: any free port)")
+    demo.add_argument("--data-dir", type=Path, default=None)
+    demo.add_argument("--plain", action="store_true", help="log lines instead of the live view")
+    sim = sub.add_parser("simulate", help="simulated nodes on a pseudo-terminal or serial port")
+    where = sim.add_mutually_exclusive_group()
+    where.add_argument("--pty", action="store_true", help="create a pseudo-terminal (default)")
+    where.add_argument("--device", type=Path, help="write to this serial device")
+    sim.add_argument("--baudrate", type=int, default=115200)
+    sim.add_argument("--nodes", type=int, default=1)
+    sim.add_argument("--first-id", default="00000000000000a1", help="node id of the first node (hex)")
+    sim.add_argument("--boot", type=int, default=1, help="boot id the nodes start with")
+    sim.add_argument("--rate", type=float, default=1.0, help="events per second per node")
+    sim.add_argument("--count", type=int, default=None, help="events per node, then wait for ACKs and exit")
+    sim.add_argument("--key", default=None, help="HMAC key (hex) every node signs with")
+    sim.add_argument("--window", action="store_true", help="attach a feature window to each event")
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"tinyml-gateway {__version__}")
+        return EX_OK
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "demo":
+        from gateway.demo import run_demo
+
+        return run_demo(args)
+    from gateway.sim.cli import run_simulate
+
+    return run_simulate(args)
+
+
+def _check_config(path: Path) -> int:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for field, msg, hint in exc.problems:
+            print(f"  {field}: {msg}" + (f"\n      hint: {hint}" if hint else ""), file=sys.stderr)
+        return EX_CONFIG
+    print(f"{path}: OK (gateway {cfg.gateway.id}, {len(cfg.serial)} serial source(s), "
+          f"{len(cfg.nodes.nodes)} configured node(s), mqtt {'on' if cfg.mqtt.enabled else 'off'})")
+    return EX_OK
+
+
+def _run(path: Path) -> int:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError, OutboxError
+    from gateway.logs import setup_logging
+    from gateway.service import run
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: refusing to start: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for field, msg, hint in exc.problems:
+            print(f"  {field}: {msg}" + (f" ({hint})" if hint else ""), file=sys.stderr)
+        print(f"run: tinyml-gateway check-config {path}", file=sys.stderr)
+        return EX_CONFIG
+    setup_logging(cfg.log.level, cfg.log.format)
+    try:
+        asyncio.run(run(cfg))
+    except OutboxError as exc:
+        logging.getLogger("gateway").error("%s", exc)
+        return EX_IOERR
+    except KeyboardInterrupt:
+        pass
+    return EX_OK

@@ -1,0 +1,142 @@
+"""Routes ``{id, method, params}`` requests from any sink to a node, and its answer back.
+
+Every request ends in a :class:`CommandResult`: the node's COMMAND_ACK, or an
+error result for a refused command, bad parameters, an unknown or offline node,
+a failed send, or a timeout. Never silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import struct
+from collections.abc import Iterable
+from typing import Any, Final
+
+from gateway.config import COMMAND_NAMES
+from gateway.health import Health
+from gateway.model import CommandRequest, CommandResult, node_hex
+from gateway.nodes import NodeRegistry
+from gateway.protocol import Command, CommandAck, CommandCode, Status, encode
+from gateway.protocol.constants import SCORE_SCALE
+
+log = logging.getLogger(__name__)
+
+_CODES: Final = {name: CommandCode[name.upper()] for name in COMMAND_NAMES}
+
+
+def _param(params: Any, name: str) -> Any:
+    if isinstance(params, dict) and name in params:
+        return params[name]
+    if not isinstance(params, dict) and params is not None:
+        return params  # a bare value, as ThingsBoard's RPC debug terminal sends
+    raise ValueError(f"missing parameter {name!r}")
+
+
+def encode_args(method: str, params: Any) -> bytes:
+    """Command arguments on the wire; raises ValueError naming the bad parameter."""
+    if method == "set_threshold":
+        value = float(_param(params, "threshold"))
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("threshold must be between 0 and 1")
+        return struct.pack("<H", round(value * SCORE_SCALE))
+    if method == "set_sample_rate":
+        hz = _param(params, "hz")
+        if not isinstance(hz, int) or isinstance(hz, bool) or not 1 <= hz <= 0xFFFFFFFF:
+            raise ValueError("hz must be a whole number of hertz, at least 1")
+        return struct.pack("<I", hz)
+    if method == "set_heartbeat_period":
+        s = _param(params, "seconds")
+        if not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= 0xFFFF:
+            raise ValueError("seconds must be a whole number from 1 to 65535")
+        return struct.pack("<H", s)
+    return b""
+
+
+class CommandRouter:
+    def __init__(self, registry: NodeRegistry, health: Health, timeout_s: float = 8.0) -> None:
+        self._registry = registry
+        self._timeout_s = timeout_s
+        self._c = health.counters
+        self._ids = itertools.cycle(range(1, 0x10000))
+        self._pending: dict[tuple[int, int], asyncio.Future[CommandAck]] = {}
+
+    def resolve(self, node_id: int, ack: CommandAck) -> None:
+        """Called by the pipeline for every COMMAND_ACK a node sends."""
+        fut = self._pending.get((node_id, ack.request_id))
+        if fut is None or fut.done():
+            self._c["command_acks_unmatched"] += 1
+            return
+        fut.set_result(ack)
+
+    def _request_id(self, node_id: int) -> int:
+        for _ in range(0x10000):
+            rid = next(self._ids)
+            if (node_id, rid) not in self._pending:
+                return rid
+        raise RuntimeError("65535 commands in flight to one node")
+
+    async def request(
+        self, node_id: int, req: CommandRequest, allowed: Iterable[str]
+    ) -> CommandResult:
+        """Sends one command and waits for the node's answer (or an error result)."""
+        self._c["commands"] += 1
+        result = await self._request(node_id, req, allowed)
+        if not result.ok:
+            self._c[f"command_errors_{result.status}"] += 1
+        return result
+
+    async def _request(
+        self, node_id: int, req: CommandRequest, allowed: Iterable[str]
+    ) -> CommandResult:
+        if req.method not in _CODES:
+            known = ", ".join(COMMAND_NAMES)
+            return CommandResult(req.id, False, "unknown_method", error=f"use one of: {known}")
+        if req.method not in set(allowed) or not self._registry.allows(node_id, req.method):
+            return CommandResult(
+                req.id, False, "refused", error=f"{req.method} is not allowed for this sink or node"
+            )
+        node = self._registry.get(node_id)
+        if node is None:
+            return CommandResult(req.id, False, "unknown_node", error=f"no node {node_hex(node_id)}")
+        if not node.online or node.downlink is None:
+            return CommandResult(req.id, False, "offline", error="the node is offline")
+        try:
+            args = encode_args(req.method, req.params)
+        except (ValueError, TypeError) as exc:
+            return CommandResult(req.id, False, "bad_params", error=str(exc))
+        rid = self._request_id(node_id)
+        node.state.downlink_seq += 1
+        msg = encode(
+            Command(rid, _CODES[req.method], args),
+            node_id=node_id,
+            boot_id=node.state.seq.boot_id,
+            seq=node.state.downlink_seq,
+            uptime_ms=0,
+            key=node.key,
+        )
+        fut: asyncio.Future[CommandAck] = asyncio.get_running_loop().create_future()
+        self._pending[(node_id, rid)] = fut
+        try:
+            await node.downlink(msg)
+            ack = await asyncio.wait_for(fut, self._timeout_s)
+        except TimeoutError:
+            return CommandResult(
+                req.id, False, "timeout", error=f"no answer within {self._timeout_s:g} s"
+            )
+        except OSError as exc:
+            return CommandResult(req.id, False, "send_failed", error=str(exc))
+        finally:
+            self._pending.pop((node_id, rid), None)
+        try:
+            status = Status(ack.status).name.lower()
+        except ValueError:
+            status = f"status_{ack.status}"
+        return CommandResult(
+            req.id,
+            ack.status == Status.OK,
+            status,
+            result=ack.result.hex() if ack.result else None,
+            error=None if ack.status == Status.OK else f"the node answered {status}",
+        )

@@ -1,0 +1,286 @@
+"""The TOML configuration, validated once into typed models (docs/configuration.md).
+
+``load_config`` returns a :class:`Config` or raises :class:`ConfigError` listing
+every problem with its field path and a hint. Secrets may be given inline, in a
+file (``*_file``) or in an environment variable (``*_env``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import ConfigError
+from gateway.model import parse_node_id
+
+COMMAND_NAMES = (
+    "ping",
+    "get_info",
+    "set_threshold",
+    "set_sample_rate",
+    "set_heartbeat_period",
+    "reboot",
+)
+CommandName = Literal[
+    "ping", "get_info", "set_threshold", "set_sample_rate", "set_heartbeat_period", "reboot"
+]
+SAFE_COMMANDS: list[CommandName] = ["ping", "get_info"]
+
+_GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOPIC_PREFIX = re.compile(r"^[^#+\x00]{1,64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(inline: str | None, file: Path | None, env: str | None, what: str) -> str | None:
+    given = [x for x in (inline, file, env) if x is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one of {what}, {what}_file and {what}_env")
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"{what}_file {file}: {exc.strerror}") from None
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(f"{what}_env names {env}, which is not set")
+        return value
+    return inline
+
+
+class GatewaySection(_Strict):
+    id: str = "gateway"
+    data_dir: Path = Path("/var/lib/tinyml-gateway")
+    clock_check: Literal["kernel", "assume-synced"] | Path = "kernel"
+    """How to tell whether the wall clock is synchronised: the kernel's NTP state
+    (adjtimex), always, or "the file at this path exists" (e.g. systemd-timesyncd's
+    /run/systemd/timesync/synchronized)."""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _GATEWAY_ID.match(v):
+            raise ValueError("use 1 to 64 letters, digits, '-' or '_' (it is an MQTT topic segment)")
+        return v
+
+
+class SerialSection(_Strict):
+    path: str
+    """A device path or a glob such as /dev/serial/by-id/* (rescanned while running)."""
+    baudrate: Annotated[int, Field(gt=0, le=4_000_000)] = 115200
+    reopen_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    rescan_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+
+
+def _node_id_text(v: str) -> str:
+    parse_node_id(v)
+    return v
+
+
+NodeIdText = Annotated[str, AfterValidator(_node_id_text)]
+
+
+class NodeSection(_Strict):
+    name: str | None = None
+    group: str | None = None
+    key: str | None = None
+    key_file: Path | None = None
+    key_env: str | None = None
+    commands: list[CommandName] | None = None
+    """Commands this node accepts; default: all."""
+
+    @model_validator(mode="after")
+    def _key(self) -> Self:
+        raw = _read_secret(self.key, self.key_file, self.key_env, "key")
+        if raw is not None:
+            try:
+                key = bytes.fromhex(raw)
+            except ValueError:
+                raise ValueError("key must be hexadecimal (e.g. from: openssl rand -hex 32)") from None
+            if not 16 <= len(key) <= 64:
+                raise ValueError(f"key is {len(key)} bytes; use 16 to 64 (32 recommended)")
+            object.__setattr__(self, "_key_bytes", key)
+        return self
+
+    @property
+    def key_bytes(self) -> bytes | None:
+        return getattr(self, "_key_bytes", None)
+
+
+class NodesSection(_Strict):
+    unknown: Literal["accept", "reject"] = "accept"
+    max_nodes: Annotated[int, Field(gt=0, le=100_000)] = 1000
+    default_heartbeat_period_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    """Used until a node's INFO states its own period. Offline after 3 periods."""
+    nodes: dict[NodeIdText, NodeSection] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        # [nodes."<id>"] tables sit beside the policy keys in TOML
+        if not isinstance(data, dict):
+            return data
+        fields = set(cls.model_fields) - {"nodes"}
+        policy = {k: v for k, v in data.items() if k in fields}
+        policy["nodes"] = {k: v for k, v in data.items() if k not in fields}
+        return policy
+
+
+class TlsSection(_Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    """Skip host name verification (self-signed test brokers only)."""
+
+    @model_validator(mode="after")
+    def _files(self) -> Self:
+        for name in ("ca_file", "cert_file", "key_file"):
+            p = getattr(self, name)
+            if p is not None and not p.is_file():
+                raise ValueError(f"{name} {p} does not exist")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together")
+        return self
+
+
+class MqttSection(_Strict):
+    enabled: bool = True
+    host: str = "localhost"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 1883
+    protocol: Literal["3.1.1", "5"] = "5"
+    client_id: str | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    tls: TlsSection | None = None
+    topic_prefix: str = "tinyml"
+    commands: list[CommandName] = SAFE_COMMANDS
+    """Commands Node-RED may send through this broker."""
+    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 1000
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _TOPIC_PREFIX.match(v) or v.startswith("/") or v.endswith("/"):
+            raise ValueError("use a topic without wildcards and without a leading or trailing '/'")
+        return v
+
+    @model_validator(mode="after")
+    def _secret(self) -> Self:
+        pw = _read_secret(self.password, self.password_file, self.password_env, "password")
+        object.__setattr__(self, "_password", pw)
+        return self
+
+    @property
+    def password_value(self) -> str | None:
+        return getattr(self, "_password", None)
+
+
+class OutboxSection(_Strict):
+    path: Path | None = None
+    """Default: <gateway.data_dir>/outbox.sqlite3"""
+    max_size_mb: Annotated[float, Field(gt=0)] = 1024.0
+    max_age_h: Annotated[float, Field(gt=0)] = 168.0
+    sync: Literal["full", "normal"] = "full"
+    """full: an acknowledged event survives a power cut; normal: a process crash only."""
+    commit_interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
+    commit_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
+
+
+class LogSection(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    bad_input_interval_s: Annotated[float, Field(ge=0)] = 60.0
+    """One line per kind of bad input per source per interval; the rest are counted."""
+
+
+class HealthSection(_Strict):
+    interval_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    watchdog: bool = True
+    """Ping systemd's watchdog when the unit sets WatchdogSec."""
+
+
+class CommandsSection(_Strict):
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 8.0
+
+
+class Config(_Strict):
+    gateway: GatewaySection = GatewaySection()
+    serial: list[SerialSection] = []
+    nodes: NodesSection = NodesSection()
+    mqtt: MqttSection = MqttSection()
+    outbox: OutboxSection = OutboxSection()
+    log: LogSection = LogSection()
+    health: HealthSection = HealthSection()
+    commands: CommandsSection = CommandsSection()
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or self.gateway.data_dir / "outbox.sqlite3"
+
+
+_HINTS = {
+    "extra_forbidden": "unknown option: check its spelling against packaging/config.example.toml",
+    "missing": "this option is required",
+    "literal_error": "",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "bool_type": "write true or false",
+    "bool_parsing": "write true or false",
+    "string_type": 'write a quoted string, e.g. "value"',
+    "greater_than": "",
+    "less_than_equal": "",
+}
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"] if p != "[key]"]
+        if loc[:2] == ["nodes", "nodes"]:  # the [nodes."<id>"] tables, as the user wrote them
+            loc = loc[1:]
+        path = ".".join(loc) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append((path, msg, _HINTS.get(err["type"], "")))
+    return out
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+
+
+def load_config(path: Path) -> Config:
+    """Reads and validates ``path``; raises ConfigError naming every bad field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read: {exc.strerror}", "check the path")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([(str(path), f"not valid TOML: {exc}", "fix the syntax at that line")]) from None
+    return parse_config(data)

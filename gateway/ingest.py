@@ -1,0 +1,372 @@
+"""The pipeline from decoded messages to committed records, and the ACKs back to nodes.
+
+Sources put :class:`Inbound` items on one bounded queue (a full queue makes
+them wait: backpressure, not loss). This stage drains the queue in batches,
+applies the node policy, authentication, replay and duplicate checks, stamps
+wall-clock time once, commits the batch to the outbox in one transaction, and
+only then acknowledges the committed events to their nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.clock import Clock, kernel_boot_id
+from gateway.commands import CommandRouter
+from gateway.errors import OutboxFullError
+from gateway.health import Health
+from gateway.logs import RateLimitedLog
+from gateway.model import Inbound, RecordKind, node_hex
+from gateway.nodes import LiveNode, NodeRegistry
+from gateway.outbox import NewRecord, NodeState, Outbox
+from gateway.protocol import Ack, CommandAck, Heartbeat, Info, MsgType, Verdict, encode, verify
+from gateway.verify import VerifyHook
+
+log = logging.getLogger(__name__)
+
+_KIND_OF: Final = {
+    MsgType.EVENT: RecordKind.EVENT,
+    MsgType.HEARTBEAT: RecordKind.HEARTBEAT,
+    MsgType.INFO: RecordKind.INFO,
+    MsgType.LOG: RecordKind.LOG,
+}
+_HALF_WRAP: Final = 1 << 31
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A node went online or offline; written to the outbox in order with its events."""
+
+    node_id: int
+    online: bool
+    reason: str
+
+
+@dataclass(slots=True)
+class _Batch:
+    records: list[NewRecord]
+    touched: dict[int, LiveNode]
+    snapshots: dict[int, tuple[NodeState, bool]]
+    ack: set[int]
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        registry: NodeRegistry,
+        outbox: Outbox,
+        clock: Clock,
+        health: Health,
+        router: CommandRouter,
+        bad_input: RateLimitedLog,
+        on_commit: Callable[[], None],
+        commit_interval_ms: int,
+        commit_max_events: int,
+        ack_transports: frozenset[str] = frozenset({"serial", "ble"}),
+        verify_hook: VerifyHook | None = None,
+        queue_size: int = 20_000,
+    ) -> None:
+        self.queue: asyncio.Queue[Inbound | StatusChange] = asyncio.Queue(queue_size)
+        self._registry = registry
+        self._outbox = outbox
+        self._clock = clock
+        self._health = health
+        self._router = router
+        self._bad = bad_input
+        self._on_commit = on_commit
+        self._interval_s = commit_interval_ms / 1000
+        self._max = commit_max_events
+        self._ack_transports = ack_transports
+        self._verify = verify_hook
+        self._kernel_boot = kernel_boot_id()
+        self._synced = clock.synced()
+        self._unsynced_delta = None if self._synced else clock.wall_minus_boottime_ms()
+        self.c = health.counters
+        self._busy = False
+
+    async def drain(self, timeout_s: float) -> None:
+        """Waits until everything queued so far is committed (at shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while (self._busy or not self.queue.empty()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def put(self, item: Inbound) -> None:
+        """What sources call for every decoded message (waits while the queue is full)."""
+        await self.queue.put(item)
+
+    # ---- liveness ------------------------------------------------------------------
+
+    def mark_offline(self, node: LiveNode, reason: str) -> None:
+        if node.online:
+            node.online = False
+            node.downlink = None
+            log.info("node %s offline: %s", node_hex(node.node_id), reason)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(StatusChange(node.node_id, False, reason))
+
+    def port_closed(self, port: str) -> None:
+        for node in self._registry.on_port(port):
+            self.mark_offline(node, f"port {port} closed")
+
+    async def watch_liveness(self, period_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            for node in self._registry.timed_out(time.monotonic()):
+                self.mark_offline(node, "no message for 3 heartbeat periods")
+
+    # ---- the loop ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            items = [await self.queue.get()]
+            while len(items) < self._max and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            started = time.monotonic()
+            self._busy = True
+            try:
+                await self._check_clock()
+                await self._process(items)
+            finally:
+                self._busy = False
+            # Group commit: at most one fsync per interval; what arrives meanwhile
+            # joins the next batch.
+            rest = self._interval_s - (time.monotonic() - started)
+            if rest > 0:
+                await asyncio.sleep(rest)
+
+    async def _process(self, items: list[Inbound | StatusChange]) -> None:
+        batch = _Batch([], {}, {}, set())
+        unsynced = None if self._synced else self._kernel_boot
+        now = time.monotonic()
+        for item in items:
+            if isinstance(item, StatusChange):
+                self._status(batch, item, unsynced)
+            else:
+                self._handle(batch, item, now, unsynced)
+        if not batch.touched and not batch.records:
+            return
+        for node_id in batch.ack:
+            batch.touched[node_id].state.downlink_seq += 1
+        try:
+            await self._outbox.commit(batch.records, {k: n.state for k, n in batch.touched.items()})
+        except OutboxFullError:
+            # Nothing in this batch is acknowledged: the nodes keep and resend it.
+            for node_id, (state, online) in batch.snapshots.items():
+                node = batch.touched[node_id]
+                node.state, node.online = state, online
+            self.c["commit_failed_disk_full"] += 1
+            self.c["events_refused_disk_full"] += sum(
+                r.kind == RecordKind.EVENT for r in batch.records
+            )
+            await asyncio.sleep(1.0)
+            return
+        self.c["records_committed"] += len(batch.records)
+        self._on_commit()
+        for node_id in batch.ack:
+            await self._send_ack(batch.touched[node_id])
+
+    def _touch(self, batch: _Batch, node: LiveNode) -> None:
+        if node.node_id not in batch.touched:
+            batch.touched[node.node_id] = node
+            batch.snapshots[node.node_id] = (copy.deepcopy(node.state), node.online)
+
+    def _status(self, batch: _Batch, change: StatusChange, unsynced: str | None) -> None:
+        node = self._registry.get(change.node_id)
+        if node is None:
+            return
+        self._touch(batch, node)
+        batch.records.append(self._status_record(node, change.online, change.reason, unsynced))
+
+    def _status_record(
+        self, node: LiveNode, online: bool, reason: str, unsynced: str | None
+    ) -> NewRecord:
+        seq = node.state.seq
+        data = json.dumps({"online": online, "reason": reason}).encode()
+        return NewRecord(
+            RecordKind.STATUS,
+            node.node_id,
+            seq.boot_id,
+            seq.contiguous,
+            0,
+            self._clock.now_ms(),
+            unsynced,
+            node.transport,
+            data,
+        )
+
+    def _handle(self, batch: _Batch, item: Inbound, now: float, unsynced: str | None) -> None:
+        msg = item.message
+        h = msg.header
+        node = self._registry.admit(h.node_id)
+        if node is None:
+            self.c["rejected_unknown_node"] += 1
+            self._bad.warning(
+                f"unknown:{item.port}",
+                "refused messages from unknown node %s on %s: [nodes] unknown = \"reject\" "
+                "(or max_nodes reached); add a [nodes.\"%s\"] table to accept it",
+                node_hex(h.node_id),
+                item.port,
+                node_hex(h.node_id),
+            )
+            return
+        key = node.key
+        if key is not None and not verify(msg, key):
+            self.c["rejected_unauthenticated"] += 1
+            self._bad.warning(
+                f"auth:{h.node_id}",
+                "refused a message from node %s on %s: missing or wrong HMAC tag for its key",
+                node_hex(h.node_id),
+                item.port,
+            )
+            return
+        if h.type in (MsgType.COMMAND, MsgType.ACK):
+            self.c["rejected_wrong_direction"] += 1
+            return
+        self._touch(batch, node)
+        node.last_seen = now
+        node.transport, node.port = item.transport, item.port
+        if item.downlink is not None:
+            node.downlink = item.downlink
+        if not node.online:
+            node.online = True
+            batch.records.append(self._status_record(node, True, "message received", unsynced))
+        if h.type == MsgType.EVENT:
+            self._event(batch, node, item, unsynced)
+        else:
+            self._control(batch, node, item, unsynced)
+
+    def _can_ack(self, node: LiveNode, item: Inbound) -> bool:
+        return item.downlink is not None and item.transport in self._ack_transports
+
+    def _event(self, batch: _Batch, node: LiveNode, item: Inbound, unsynced: str | None) -> None:
+        h = item.message.header
+        if self._can_ack(node, item):
+            batch.ack.add(node.node_id)
+        if h.seq == 0:
+            self.c["rejected_event_seq_0"] += 1
+            return
+        seq = node.state.seq
+        verdict = seq.classify(h.boot_id, h.seq)
+        if verdict == Verdict.DUPLICATE:
+            self.c["duplicates"] += 1
+            return
+        if verdict == Verdict.STALE:
+            self.c["rejected_stale"] += 1
+            self._bad.warning(
+                f"stale:{h.node_id}",
+                "dropped an event of node %s from boot %d, older than its current boot %d",
+                node_hex(h.node_id),
+                h.boot_id,
+                seq.boot_id,
+            )
+            return
+        if self._verify is not None:
+            self._verify(item.message)
+        ts = self._stamp(node, h.boot_id, h.uptime_ms, item.arrival_ms)
+        batch.records.append(self._record(RecordKind.EVENT, item, ts, unsynced))
+        lost = seq.record(h.boot_id, h.seq)
+        self.c["events"] += 1
+        if lost:
+            self.c["events_lost_gap_given_up"] += lost
+
+    def _control(self, batch: _Batch, node: LiveNode, item: Inbound, unsynced: str | None) -> None:
+        msg = item.message
+        h = msg.header
+        verdict = node.state.seq.accept_control(h.boot_id, h.type, h.uptime_ms)
+        if verdict != Verdict.NEW:
+            self.c[f"rejected_{verdict.value}"] += 1
+            return
+        body = msg.body
+        if isinstance(body, CommandAck):
+            self._router.resolve(node.node_id, body)
+            return
+        if isinstance(body, Heartbeat):
+            lost = node.state.seq.skip_below(h.boot_id, body.retx_floor)
+            if lost:
+                self.c["events_lost_at_node"] += lost
+            if self._can_ack(node, item):
+                batch.ack.add(node.node_id)
+        elif isinstance(body, Info):
+            node.set_info(body)
+            node.state.info = msg.raw
+        kind = _KIND_OF[h.type]
+        ts = self._stamp(node, h.boot_id, h.uptime_ms, item.arrival_ms)
+        batch.records.append(self._record(kind, item, ts, unsynced))
+
+    @staticmethod
+    def _record(kind: RecordKind, item: Inbound, ts: int, unsynced: str | None) -> NewRecord:
+        h = item.message.header
+        return NewRecord(
+            kind, h.node_id, h.boot_id, h.seq, h.uptime_ms, ts, unsynced, item.transport,
+            item.message.raw,
+        )
+
+    @staticmethod
+    def _stamp(node: LiveNode, boot_id: int, uptime_ms: int, arrival_ms: int) -> int:
+        """Wall-clock ms of a node moment: the least-delayed offset seen this boot + uptime.
+
+        Uptime wraps every 49.7 days; it is unwrapped against the known offset.
+        """
+        st = node.state
+        offset = st.offset_ms if boot_id == st.seq.boot_id else None
+        unwrapped = uptime_ms
+        if offset is not None:
+            wraps = max(0, (arrival_ms - offset - uptime_ms + _HALF_WRAP) >> 32)
+            unwrapped = uptime_ms + (wraps << 32)
+        candidate = arrival_ms - unwrapped
+        if offset is None or candidate < offset:
+            offset = candidate
+        st.offset_ms = offset
+        return offset + unwrapped
+
+    async def _send_ack(self, node: LiveNode) -> None:
+        if node.downlink is None:
+            return
+        boot, seq = node.state.seq.ack
+        msg = encode(
+            Ack(boot, seq),
+            node_id=node.node_id,
+            boot_id=boot,
+            seq=node.state.downlink_seq,
+            uptime_ms=0,
+            key=node.key,
+        )
+        try:
+            await node.downlink(msg)
+        except OSError as exc:
+            log.debug("ACK to %s not sent: %s", node_hex(node.node_id), exc)
+        else:
+            self.c["acks_sent"] += 1
+
+    # ---- clock -----------------------------------------------------------------------
+
+    async def _check_clock(self) -> None:
+        synced = self._clock.synced()
+        if synced == self._synced:
+            if not synced:
+                self._unsynced_delta = self._clock.wall_minus_boottime_ms()
+            return
+        self._synced = synced
+        if not synced:
+            log.warning("wall clock lost synchronisation: new records are marked clock_synced=false")
+            self._unsynced_delta = self._clock.wall_minus_boottime_ms()
+            return
+        before = self._unsynced_delta
+        self._unsynced_delta = None
+        if before is None:
+            return
+        correction = self._clock.wall_minus_boottime_ms() - before
+        n = await self._outbox.restamp(self._kernel_boot, correction)
+        for node in self._registry.all():
+            if node.state.offset_ms is not None:
+                node.state.offset_ms += correction
+        log.info("wall clock synchronised: re-stamped %d stored records by %+d ms", n, correction)

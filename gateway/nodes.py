@@ -1,0 +1,109 @@
+"""Which nodes the gateway knows, what it may do with them, and whether they are online."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from gateway.config import NodeSection, NodesSection
+from gateway.fields import NodeMeta
+from gateway.model import Downlink, node_hex
+from gateway.outbox import NodeState
+from gateway.protocol import Info, decode
+
+log = logging.getLogger(__name__)
+
+OFFLINE_AFTER_PERIODS = 3
+
+
+@dataclass(slots=True)
+class LiveNode:
+    node_id: int
+    state: NodeState
+    config: NodeSection | None
+    default_period_s: float
+    online: bool = False
+    last_seen: float = 0.0  # monotonic seconds
+    transport: str = ""
+    port: str = ""
+    downlink: Downlink | None = None
+    info: Info | None = None
+    meta: NodeMeta = field(default_factory=NodeMeta)
+
+    @property
+    def key(self) -> bytes | None:
+        return self.config.key_bytes if self.config else None
+
+    @property
+    def heartbeat_period_s(self) -> float:
+        if self.info is not None and self.info.heartbeat_period_s:
+            return float(self.info.heartbeat_period_s)
+        return self.default_period_s
+
+    def set_info(self, info: Info) -> None:
+        self.info = info
+        self.meta = NodeMeta(
+            self.config.name if self.config else None,
+            self.config.group if self.config else None,
+            info.labels,
+        )
+
+
+class NodeRegistry:
+    def __init__(self, cfg: NodesSection, stored: dict[int, NodeState]) -> None:
+        self._cfg = cfg
+        self._configured = {int(k, 16): v for k, v in cfg.nodes.items()}
+        self._nodes: dict[int, LiveNode] = {}
+        for node_id, state in stored.items():
+            self._add(node_id, state)
+        for node_id in self._configured:
+            if node_id not in self._nodes:
+                self._add(node_id, NodeState())
+
+    def _add(self, node_id: int, state: NodeState) -> LiveNode:
+        conf = self._configured.get(node_id)
+        node = LiveNode(node_id, state, conf, self._cfg.default_heartbeat_period_s)
+        node.meta = NodeMeta(conf.name if conf else None, conf.group if conf else None)
+        if state.info is not None:
+            try:
+                body = decode(state.info).body
+            except ValueError:
+                body = None
+            if isinstance(body, Info):
+                node.set_info(body)
+        self._nodes[node_id] = node
+        return node
+
+    def admit(self, node_id: int) -> LiveNode | None:
+        """The node, or None when policy refuses it (unknown and rejected, or over the cap)."""
+        node = self._nodes.get(node_id)
+        if node is not None:
+            return node
+        if self._cfg.unknown == "reject" or len(self._nodes) >= self._cfg.max_nodes:
+            return None
+        log.info("new node %s", node_hex(node_id))
+        return self._add(node_id, NodeState())
+
+    def get(self, node_id: int) -> LiveNode | None:
+        return self._nodes.get(node_id)
+
+    def meta(self, node_id: int) -> NodeMeta:
+        node = self._nodes.get(node_id)
+        return node.meta if node else NodeMeta()
+
+    def all(self) -> list[LiveNode]:
+        return list(self._nodes.values())
+
+    def allows(self, node_id: int, command: str) -> bool:
+        conf = self._configured.get(node_id)
+        return conf is None or conf.commands is None or command in conf.commands
+
+    def timed_out(self, now: float) -> list[LiveNode]:
+        return [
+            n
+            for n in self._nodes.values()
+            if n.online and now - n.last_seen > OFFLINE_AFTER_PERIODS * n.heartbeat_period_s
+        ]
+
+    def on_port(self, port: str) -> list[LiveNode]:
+        return [n for n in self._nodes.values() if n.online and n.port == port]

@@ -1,0 +1,457 @@
+"""The durable outbox: SQLite in WAL mode, the only buffer in the gateway that grows.
+
+Every record is committed before its node is acknowledged and before any sink
+sees it. Each sink has a cursor (``acked``): every record with an id at or
+below it is confirmed by that sink. A record is deleted once every configured
+sink's cursor has passed it. Per-node sequence state (dedup, replay, ACK
+frontier, time offset) is written in the same transaction as the records, so
+a crash at any point leaves the two consistent.
+
+All database work runs on one worker thread with one connection, so the event
+loop never waits on an fsync and SQLite never sees two threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from gateway.errors import OutboxError, OutboxFullError
+from gateway.model import Record, RecordKind
+from gateway.protocol import SequenceState
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+_T = TypeVar("_T")
+
+_KIND_CODES: Final = {
+    RecordKind.EVENT: 1,
+    RecordKind.HEARTBEAT: 2,
+    RecordKind.INFO: 3,
+    RecordKind.LOG: 4,
+    RecordKind.STATUS: 5,
+}
+_KINDS: Final = {v: k for k, v in _KIND_CODES.items()}
+
+
+def _to_i64(n: int) -> int:
+    """SQLite integers are signed 64-bit; node ids use all 64 bits."""
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def _from_i64(n: int) -> int:
+    return n + (1 << 64) if n < 0 else n
+
+
+# Each entry migrates from version (index) to version (index + 1).
+_MIGRATIONS: Final[list[str]] = [
+    """
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind INTEGER NOT NULL,
+        node INTEGER NOT NULL,
+        boot INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        uptime INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        unsynced TEXT,           -- kernel boot id when stamped by an unsynchronised clock
+        transport TEXT NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX records_unsynced ON records(unsynced) WHERE unsynced IS NOT NULL;
+    CREATE TABLE sinks (name TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+    CREATE TABLE nodes (
+        node INTEGER PRIMARY KEY,
+        boot INTEGER NOT NULL,
+        contiguous INTEGER NOT NULL,
+        above TEXT NOT NULL,
+        control TEXT NOT NULL,
+        offset_ms INTEGER,
+        downlink_seq INTEGER NOT NULL,
+        info BLOB
+    );
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+]
+
+
+@dataclass(slots=True)
+class NodeState:
+    """What the outbox keeps per node, beside its records."""
+
+    seq: SequenceState = field(default_factory=SequenceState)
+    offset_ms: int | None = None  # wall clock minus node uptime, for seq.boot_id
+    downlink_seq: int = 0
+    info: bytes | None = None  # the node's last INFO message, raw
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    kind: RecordKind
+    node_id: int
+    boot_id: int
+    seq: int
+    uptime_ms: int
+    ts_ms: int
+    unsynced: str | None
+    transport: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class OutboxStats:
+    records: int = 0
+    used_bytes: int = 0
+    dropped_cap: int = 0  # records deleted by the size cap before every sink had them
+    expired: int = 0  # records deleted by max age before every sink had them
+    commits: int = 0
+    disk_full: bool = False
+
+
+class Outbox:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_size_bytes: int,
+        max_age_ms: int,
+        sync: str = "full",
+    ) -> None:
+        self.path = path
+        self.max_size_bytes = max_size_bytes
+        self.max_age_ms = max_age_ms
+        self._sync = sync
+        self._db: sqlite3.Connection | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._sinks: list[str] = []
+        self.stats = OutboxStats()
+
+    # ---- plumbing ------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutboxError("outbox is not open")
+        return self._db
+
+    def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Runs ``fn`` in one transaction; maps disk-full and corruption to typed errors."""
+        db = self.db
+        try:
+            with db:
+                result = fn(db)
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                if not self.stats.disk_full:
+                    log.error(
+                        "outbox %s: disk full; new events are not acknowledged and stay on "
+                        "the nodes until space is freed; nothing stored is deleted",
+                        self.path,
+                    )
+                self.stats.disk_full = True
+                raise OutboxFullError(str(exc)) from None
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(f"outbox {self.path} failed: {exc}") from None
+        if self.stats.disk_full:
+            log.warning("outbox %s: disk has space again; acknowledging resumes", self.path)
+            self.stats.disk_full = False
+        return result
+
+    # ---- open / close ------------------------------------------------------------
+
+    async def open(self, sinks: Sequence[str]) -> dict[int, NodeState]:
+        """Opens (creating or migrating) the database; returns the stored node states."""
+        self._sinks = list(sinks)
+        return await self._run(self._open)
+
+    def _open(self) -> dict[int, NodeState]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchone()
+            db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
+            db.isolation_level = "DEFERRED"
+            self._db = db
+            self._migrate(db)
+            self._register_sinks(db)
+            nodes = self._load_nodes(db)
+            self._refresh_stats(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            self._db = None
+            if _is_full(exc):
+                raise OutboxFullError(f"outbox {self.path}: disk full at start: {exc}") from None
+            raise OutboxError(
+                f"outbox {self.path} is not a usable SQLite database ({exc}); the gateway "
+                f"will not overwrite it: move it aside (mv {self.path} {self.path}.bad) and "
+                "start again, or restore it from a backup"
+            ) from None
+        return nodes
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise OutboxError(
+                f"outbox {self.path} has schema {version}, newer than this gateway's "
+                f"{SCHEMA_VERSION}: upgrade the gateway, or move the file aside"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            script = _MIGRATIONS[target - 1]
+            # executescript commits first; the version bump is in the script's own
+            # transaction so a crash mid-migration re-runs it from the start.
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;")
+            log.info("outbox %s: schema migrated to %d", self.path, target)
+
+    def _register_sinks(self, db: sqlite3.Connection) -> None:
+        with db:
+            # a new sink starts from what is stored now, so it gets the backlog too
+            floor = db.execute("SELECT coalesce(min(id), 0) - 1 FROM records").fetchone()[0]
+            floor = max(floor, 0)
+            for name in self._sinks:
+                db.execute(
+                    "INSERT OR IGNORE INTO sinks(name, acked) VALUES (?, ?)", (name, floor)
+                )
+            marks = ",".join("?" * len(self._sinks))
+            db.execute(f"DELETE FROM sinks WHERE name NOT IN ({marks})", self._sinks)  # noqa: S608
+
+    def _load_nodes(self, db: sqlite3.Connection) -> dict[int, NodeState]:
+        out: dict[int, NodeState] = {}
+        rows = db.execute(
+            "SELECT node, boot, contiguous, above, control, offset_ms, downlink_seq, info FROM nodes"
+        )
+        for node, boot, contiguous, above, control, offset_ms, downlink_seq, info in rows:
+            seq = SequenceState(
+                boot_id=boot,
+                contiguous=contiguous,
+                above=set(json.loads(above)),
+                control_uptime={int(k): v for k, v in json.loads(control).items()},
+            )
+            out[_from_i64(node)] = NodeState(seq, offset_ms, downlink_seq, info)
+        return out
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._close)
+        self._pool.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("outbox %s: checkpoint at close failed: %s", self.path, exc)
+            self._db.close()
+            self._db = None
+
+    # ---- writes ------------------------------------------------------------------
+
+    async def commit(self, records: Sequence[NewRecord], nodes: dict[int, NodeState]) -> None:
+        """Stores records and the given node states atomically (one fsync)."""
+        await self._run(self._write, lambda db: self._commit(db, records, nodes))
+        self.stats.commits += 1
+        self.stats.records += len(records)
+
+    @staticmethod
+    def _commit(
+        db: sqlite3.Connection, records: Sequence[NewRecord], nodes: dict[int, NodeState]
+    ) -> None:
+        db.executemany(
+            "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    _KIND_CODES[r.kind],
+                    _to_i64(r.node_id),
+                    r.boot_id,
+                    r.seq,
+                    r.uptime_ms,
+                    r.ts_ms,
+                    r.unsynced,
+                    r.transport,
+                    r.data,
+                )
+                for r in records
+            ],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO nodes(node, boot, contiguous, above, control, offset_ms, "
+            "downlink_seq, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    _to_i64(node),
+                    st.seq.boot_id,
+                    st.seq.contiguous,
+                    json.dumps(sorted(st.seq.above)),
+                    json.dumps(st.seq.control_uptime),
+                    st.offset_ms,
+                    st.downlink_seq,
+                    st.info,
+                )
+                for node, st in nodes.items()
+            ],
+        )
+
+    async def ack(self, sink: str, upto_id: int) -> None:
+        """Records that ``sink`` has every record up to ``upto_id``; deletes what all sinks have."""
+        await self._run(self._write, lambda db: self._ack(db, sink, upto_id))
+
+    @staticmethod
+    def _ack(db: sqlite3.Connection, sink: str, upto_id: int) -> None:
+        db.execute("UPDATE sinks SET acked = max(acked, ?) WHERE name = ?", (upto_id, sink))
+        db.execute("DELETE FROM records WHERE id <= (SELECT min(acked) FROM sinks)")
+
+    async def restamp(self, kernel_boot: str, correction_ms: int) -> int:
+        """Moves records stamped by an unsynchronised clock (this boot) onto the synced one."""
+
+        def fix(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "UPDATE records SET ts = ts + ?, unsynced = NULL WHERE unsynced = ?",
+                (correction_ms, kernel_boot),
+            )
+            db.execute(
+                "UPDATE nodes SET offset_ms = offset_ms + ? WHERE offset_ms IS NOT NULL",
+                (correction_ms,),
+            )
+            return int(cur.rowcount)
+
+        return await self._run(self._write, fix)
+
+    # ---- reads -------------------------------------------------------------------
+
+    async def cursor(self, sink: str) -> int:
+        def get(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT acked FROM sinks WHERE name = ?", (sink,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(get, self.db)
+
+    async def fetch(self, after_id: int, limit: int) -> list[Record]:
+        return await self._run(self._fetch, after_id, limit)
+
+    def _fetch(self, after_id: int, limit: int) -> list[Record]:
+        rows = self.db.execute(
+            "SELECT id, kind, node, boot, seq, uptime, ts, unsynced IS NULL, transport, data "
+            "FROM records WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [
+            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d))
+            for i, k, n, b, s, u, ts, sy, tr, d in rows
+        ]
+
+    async def pending(self, sink: str) -> int:
+        """Records the sink has not confirmed yet."""
+
+        def count(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT count(*) FROM records WHERE id > (SELECT acked FROM sinks WHERE name = ?)",
+                (sink,),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(count, self.db)
+
+    # ---- limits ------------------------------------------------------------------
+
+    async def enforce_limits(self, now_ms: int) -> tuple[dict[str, int], dict[str, int]]:
+        """Applies max age, then the size cap. Returns records lost per sink (cap, age)."""
+        try:
+            return await self._run(self._write, lambda db: self._enforce(db, now_ms))
+        finally:
+            await self._run(self._refresh_stats, self.db)
+
+    def _enforce(
+        self, db: sqlite3.Connection, now_ms: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        expired_cut = db.execute(
+            "SELECT coalesce(max(id), 0) FROM records WHERE ts < ? AND unsynced IS NULL",
+            (now_ms - self.max_age_ms,),
+        ).fetchone()[0]
+        expired = self._drop_through(db, expired_cut) if expired_cut else {}
+        cap: dict[str, int] = {}
+        used = _used_bytes(db)
+        if used > self.max_size_bytes:
+            count = db.execute("SELECT count(*) FROM records").fetchone()[0]
+            if count:
+                # free down to 90% of the cap, estimating from the average row
+                per_row = used / count
+                n = min(count, math.ceil((used - 0.9 * self.max_size_bytes) / per_row))
+                cut = db.execute(
+                    "SELECT id FROM records ORDER BY id LIMIT 1 OFFSET ?", (n - 1,)
+                ).fetchone()[0]
+                cap = self._drop_through(db, cut)
+        lost_cap = sum(cap.values())
+        lost_age = sum(expired.values())
+        if lost_cap:
+            self.stats.dropped_cap += lost_cap
+            log.warning(
+                "outbox over its cap of %.0f MB: dropped the oldest records (%s)",
+                self.max_size_bytes / 1e6,
+                ", ".join(f"{k}: {v}" for k, v in cap.items()),
+            )
+        if lost_age:
+            self.stats.expired += lost_age
+            log.warning(
+                "outbox: dropped records older than %.1f h (%s)",
+                self.max_age_ms / 3.6e6,
+                ", ".join(f"{k}: {v}" for k, v in expired.items()),
+            )
+        return cap, expired
+
+    @staticmethod
+    def _drop_through(db: sqlite3.Connection, cut: int) -> dict[str, int]:
+        """Deletes records with id <= cut; counts, per sink, the ones it never confirmed."""
+        lost = {}
+        for name, acked in db.execute("SELECT name, acked FROM sinks").fetchall():
+            n = db.execute(
+                "SELECT count(*) FROM records WHERE id > ? AND id <= ?", (acked, cut)
+            ).fetchone()[0]
+            if n:
+                lost[name] = int(n)
+        db.execute("DELETE FROM records WHERE id <= ?", (cut,))
+        db.execute("UPDATE sinks SET acked = max(acked, ?)", (cut,))
+        for name, n in lost.items():
+            db.execute(
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (f"dropped:{name}", n),
+            )
+        return lost
+
+    def _refresh_stats(self, db: sqlite3.Connection) -> None:
+        self.stats.used_bytes = _used_bytes(db)
+
+    async def counters(self) -> dict[str, int]:
+        def read(db: sqlite3.Connection) -> dict[str, int]:
+            return dict(db.execute("SELECT name, value FROM counters").fetchall())
+
+        return await self._run(read, self.db)
+
+
+def _used_bytes(db: sqlite3.Connection) -> int:
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    return int((pages - free) * size)
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    # SQLite's unix VFS reports ENOSPC as SQLITE_FULL (extended codes keep it in the low byte)
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL

@@ -1,0 +1,252 @@
+"""Wires the pieces into one asyncio process and runs it until SIGTERM or SIGINT.
+
+Start order: outbox (and the node state in it), pipeline, sinks, sources; then
+READY. Stop order: sources first, so nothing new arrives; the pipeline drains
+what is queued; sinks record how far they got; the outbox closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.clock import Clock
+from gateway.commands import CommandRouter
+from gateway.config import Config
+from gateway.health import Health
+from gateway.ingest import Ingest
+from gateway.logs import RateLimitedLog
+from gateway.nodes import NodeRegistry
+from gateway.outbox import Outbox
+from gateway.sinks.delivery import Delivery
+from gateway.sinks.mqtt import MqttLink, MqttSession
+from gateway.sinks.nodered import NodeRedSink
+from gateway.sources.serial import SerialSource
+from gateway.systemd import notify, watchdog_interval_s
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_S = 10.0
+READY_WAIT_S = 5.0  # how long READY waits for the first connection attempt of each sink
+
+
+@dataclass
+class Gateway:
+    """The running service's parts, for the CLI, the demo and the tests."""
+
+    config: Config
+    health: Health
+    outbox: Outbox
+    registry: NodeRegistry
+    router: CommandRouter
+    ingest: Ingest
+    sources: list[SerialSource]
+    sinks: list[NodeRedSink]
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    ready_s: float | None = None
+
+
+def mqtt_link(cfg: Config) -> MqttLink:
+    m = cfg.mqtt
+    tls = m.tls
+    return MqttLink(
+        host=m.host,
+        port=m.port,
+        protocol=m.protocol,
+        client_id=m.client_id or f"tinyml-gateway-{cfg.gateway.id}",
+        keepalive_s=m.keepalive_s,
+        username=m.username,
+        password=m.password_value,
+        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
+        key_file=str(tls.key_file) if tls and tls.key_file else None,
+        tls_insecure=bool(tls and tls.insecure),
+        max_inflight=m.max_inflight,
+        reconnect_max_s=m.reconnect_max_s,
+    )
+
+
+async def build(cfg: Config) -> Gateway:
+    """Opens the outbox and builds every part; raises OutboxError on a bad database."""
+    health = Health(cfg.gateway.id)
+    clock = Clock(cfg.gateway.clock_check)
+    bad = RateLimitedLog(logging.getLogger("gateway.input"), cfg.log.bad_input_interval_s)
+    outbox = Outbox(
+        cfg.outbox_path,
+        max_size_bytes=int(cfg.outbox.max_size_mb * 1e6),
+        max_age_ms=int(cfg.outbox.max_age_h * 3.6e6),
+        sync=cfg.outbox.sync,
+    )
+    sink_names = ["mqtt"] if cfg.mqtt.enabled else []
+    states = await outbox.open(sink_names)
+    registry = NodeRegistry(cfg.nodes, states)
+    router = CommandRouter(registry, health, cfg.commands.timeout_s)
+    deliveries: list[Delivery] = []
+
+    def wake_sinks() -> None:
+        for d in deliveries:
+            d.wake.set()
+
+    ingest = Ingest(
+        registry=registry,
+        outbox=outbox,
+        clock=clock,
+        health=health,
+        router=router,
+        bad_input=bad,
+        on_commit=wake_sinks,
+        commit_interval_ms=cfg.outbox.commit_interval_ms,
+        commit_max_events=cfg.outbox.commit_max_events,
+    )
+    sinks: list[NodeRedSink] = []
+    if cfg.mqtt.enabled:
+        delivery = Delivery("mqtt", outbox)
+        deliveries.append(delivery)
+        session = MqttSession("mqtt", mqtt_link(cfg))
+        sink = NodeRedSink(
+            session=session,
+            delivery=delivery,
+            gateway_id=cfg.gateway.id,
+            prefix=cfg.mqtt.topic_prefix,
+            allowed_commands=list(cfg.mqtt.commands),
+            router=router,
+            meta=registry.meta,
+            health=health,
+            health_interval_s=cfg.health.interval_s,
+            bad_input=bad,
+        )
+        session.will = sink.will()
+        sinks.append(sink)
+    sources = [SerialSource(s, clock, bad) for s in cfg.serial]
+    gw = Gateway(cfg, health, outbox, registry, router, ingest, sources, sinks)
+    _health_sections(gw)
+    return gw
+
+
+def _health_sections(gw: Gateway) -> None:
+    def nodes() -> dict[str, Any]:
+        all_nodes = gw.registry.all()
+        return {"known": len(all_nodes), "online": sum(n.online for n in all_nodes)}
+
+    def outbox() -> dict[str, Any]:
+        st = gw.outbox.stats
+        return {
+            "used_bytes": st.used_bytes,
+            "dropped_cap": st.dropped_cap,
+            "expired": st.expired,
+            "disk_full": st.disk_full,
+            "queue": gw.ingest.queue.qsize(),
+        }
+
+    gw.health.section("nodes", nodes)
+    gw.health.section("outbox", outbox)
+    gw.health.section("sinks", lambda: {s.name: s.health() for s in gw.sinks})
+    gw.health.section(
+        "sources", lambda: {k: v for src in gw.sources for k, v in src.health().items()}
+    )
+
+
+async def _maintain(gw: Gateway) -> None:
+    while True:
+        await gw.outbox.enforce_limits(Clock.now_ms())
+        await asyncio.sleep(MAINTENANCE_S)
+
+
+async def _watchdog() -> None:
+    interval = watchdog_interval_s()
+    if interval is None:
+        return
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def _announce_ready(gw: Gateway, t0: float) -> None:
+    waits = [s.session.first_attempt_done.wait() for s in gw.sinks]
+    if waits:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*waits), READY_WAIT_S)
+    gw.ready_s = time.monotonic() - t0
+    gw.ready.set()
+    notify("READY=1\nSTATUS=running")
+    log.info(
+        "ready in %.0f ms: %d serial source(s), %d sink(s)",
+        gw.ready_s * 1000,
+        len(gw.sources),
+        len(gw.sinks),
+    )
+
+
+async def serve(gw: Gateway, t0: float | None = None) -> None:
+    """Runs until ``gw.stop`` is set; then stops in order and closes the outbox.
+
+    A part that fails with an unexpected exception stops the service with it
+    (systemd restarts it); parts never fail for bad input or lost peers.
+    """
+    t0 = time.monotonic() if t0 is None else t0
+    core = [
+        asyncio.create_task(gw.ingest.run(), name="ingest"),
+        asyncio.create_task(gw.ingest.watch_liveness(), name="liveness"),
+        asyncio.create_task(_maintain(gw), name="outbox maintenance"),
+        asyncio.create_task(_watchdog(), name="watchdog"),
+        *(asyncio.create_task(s.run(), name=f"sink {s.name}") for s in gw.sinks),
+    ]
+    edge = [asyncio.create_task(src.run(gw.ingest), name=src.name) for src in gw.sources]
+    edge.append(asyncio.create_task(_announce_ready(gw, t0), name="ready"))
+    stopper = asyncio.create_task(gw.stop.wait(), name="stop")
+    watched = {stopper, *core, *edge}
+    try:
+        while not gw.stop.is_set():
+            done, watched = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and not task.cancelled() and task.exception():
+                    raise task.exception()  # type: ignore[misc]
+    finally:
+        stopper.cancel()
+        await _cancel(edge)
+        await gw.ingest.drain(timeout_s=5.0)
+        await _cancel(core)
+        await _shutdown(gw)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _shutdown(gw: Gateway) -> None:
+    notify("STOPPING=1")
+    for sink in gw.sinks:
+        await sink.close()
+    await gw.outbox.close()
+    log.info("stopped")
+
+
+def install_signals(stop: asyncio.Event) -> Callable[[], None]:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def remove() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+async def run(cfg: Config) -> None:
+    t0 = time.monotonic()
+    gw = await build(cfg)
+    remove = install_signals(gw.stop)
+    try:
+        await serve(gw, t0)
+    finally:
+        remove()

@@ -1,0 +1,1 @@
+"""Simulated nodes that speak the real protocol, for the demo, the tests and benchmarks."""

@@ -1,0 +1,190 @@
+"""Runs simulated nodes over a byte link: a pseudo-terminal the gateway opens, or a real port.
+
+Writes never block: when nobody reads the other end and the buffer is full,
+the bytes are dropped, as a UART's would be. Nothing relies on the kernel
+keeping bytes for a closed reader; the nodes' retransmit rings recover them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import time
+import tty
+from dataclasses import dataclass
+
+from gateway.protocol import Ack, FrameDecoder, encode_frame
+from gateway.sim.node import SimulatedNode
+
+
+class FdLink:
+    """A non-blocking file descriptor with an async read and a lossy write."""
+
+    def __init__(self, fd: int, keepalive_fd: int | None = None, path: str = "") -> None:
+        self.fd = fd
+        self.path = path
+        self._keepalive = keepalive_fd
+        os.set_blocking(fd, False)
+        self.tx_dropped_bytes = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                self.tx_dropped_bytes += len(view)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                self.tx_dropped_bytes += len(view)
+                return
+            view = view[n:]
+
+    async def read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return os.read(self.fd, 4096)
+            except BlockingIOError:
+                fut: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(self.fd, fut.set_result, None)
+                try:
+                    await fut
+                finally:
+                    loop.remove_reader(self.fd)
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                await asyncio.sleep(0.05)  # nobody on the other end yet
+
+    def close(self) -> None:
+        for fd in (self.fd, self._keepalive):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def open_pty() -> FdLink:
+    """A pty pair: the simulator keeps the master; the gateway opens ``link.path``.
+
+    The simulator also holds the slave open, so the gateway closing and
+    reopening it never hangs up the master.
+    """
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return FdLink(master, slave, os.ttyname(slave))
+
+
+@dataclass(slots=True)
+class SimStats:
+    events: int = 0
+    heartbeats: int = 0
+    resends: int = 0
+    acks: int = 0
+    commands: int = 0
+    bad_downlink: int = 0
+
+
+class NodeRunner:
+    """Drives nodes on one link: events at a rate, heartbeats, resends, command answers."""
+
+    def __init__(
+        self,
+        link: FdLink,
+        nodes: list[SimulatedNode],
+        *,
+        rate_hz: float,
+        count: int | None = None,
+        tick_s: float = 0.01,
+    ) -> None:
+        self.link = link
+        self.nodes = {n.node_id: n for n in nodes}
+        self.rate_hz = rate_hz
+        self.count = count
+        self.tick_s = tick_s
+        self.stats = SimStats()
+        self._t0 = time.monotonic()
+        self._boot_t0 = {n.node_id: self._t0 for n in nodes}
+
+    def uptime_ms(self, node: SimulatedNode) -> int:
+        return int((time.monotonic() - self._boot_t0[node.node_id]) * 1000)
+
+    @property
+    def done(self) -> bool:
+        """Every node has sent ``count`` events and had them all acknowledged."""
+        return self.count is not None and all(
+            n.seq >= self.count and not n.ring for n in self.nodes.values()
+        )
+
+    async def run(self, *, until_acked: bool = False) -> None:
+        reader = asyncio.create_task(self._read(), name=f"sim reader {self.link.path}")
+        try:
+            await self._generate(until_acked=until_acked)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _generate(self, *, until_acked: bool) -> None:
+        out = bytearray()
+        for node in self.nodes.values():
+            out += encode_frame(node.info(self.uptime_ms(node)))
+        self.link.write(bytes(out))
+        last_hb = {nid: 0.0 for nid in self.nodes}
+        start = time.monotonic()
+        while not (until_acked and self.done):
+            await asyncio.sleep(self.tick_s)
+            now = time.monotonic()
+            out.clear()
+            for node in self.nodes.values():
+                up = self.uptime_ms(node)
+                target = int((now - start) * self.rate_hz)
+                if self.count is not None:
+                    target = min(target, self.count)
+                while node.seq < target:
+                    out += encode_frame(node.event(up))
+                    self.stats.events += 1
+                for raw in node.due(up):
+                    out += encode_frame(raw)
+                    self.stats.resends += 1
+                if now - last_hb[node.node_id] >= node.heartbeat_period_s:
+                    last_hb[node.node_id] = now
+                    out += encode_frame(node.heartbeat(up))
+                    self.stats.heartbeats += 1
+            if out:
+                self.link.write(bytes(out))
+
+    async def _read(self) -> None:
+        decoder = FrameDecoder()
+        while True:
+            data = await self.link.read()
+            replies = bytearray()
+            for msg in decoder.feed(data):
+                node = self.nodes.get(msg.header.node_id)
+                if node is None:
+                    continue
+                if isinstance(msg.body, Ack):
+                    self.stats.acks += 1
+                else:
+                    self.stats.commands += 1
+                before = node.reboots
+                for raw in node.on_downlink(msg, self.uptime_ms(node)):
+                    replies += encode_frame(raw)
+                if node.reboots != before:
+                    self._reboot(node)
+                    replies += encode_frame(node.info(0))
+            self.stats.bad_downlink = decoder.frames_bad
+            if replies:
+                self.link.write(bytes(replies))
+
+    def _reboot(self, node: SimulatedNode) -> None:
+        node.boot_id += 1
+        node.seq = 0
+        node.dropped += len(node.ring)
+        node.ring.clear()
+        node.inferences = 0
+        self._boot_t0[node.node_id] = time.monotonic()

@@ -1,0 +1,171 @@
+"""A simulated TinyML node: the protocol behaviour of the reference firmware, in Python.
+
+It numbers its EVENTs per boot, keeps them in a retransmit ring until the
+gateway's cumulative ACK covers them, resends after a timeout, reports its
+ring floor in heartbeats, and answers commands. Event contents are a pure
+function of (node, seq) (:func:`expected_event`), so a test can prove that
+nothing arriving downstream was altered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+
+from gateway.protocol import (
+    Ack,
+    Capability,
+    Command,
+    CommandAck,
+    CommandCode,
+    Event,
+    FeatureWindow,
+    Heartbeat,
+    Info,
+    Message,
+    Status,
+    encode,
+)
+from gateway.protocol.constants import SCORE_SCALE
+
+LABELS = ("idle", "normal", "imbalance", "bearing_wear")
+MODEL_NAME = "vibration-conv1d"
+MODEL_SHA256 = hashlib.sha256(b"tinyml-gateway simulated model v1").digest()
+MODEL_ID = int.from_bytes(MODEL_SHA256[:4], "little")
+
+
+def expected_event(node_id: int, seq: int, *, window: bool = False) -> Event:
+    """The EVENT a simulated node sends as number ``seq``: deterministic, so checkable."""
+    h = (node_id * 0x9E3779B97F4A7C15 + seq * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    label = h % len(LABELS)
+    score = 32768 + (h >> 8) % 32767
+    rest = (SCORE_SCALE - score) // (len(LABELS) - 1)
+    scores = tuple(score if i == label else rest for i in range(len(LABELS)))
+    win = None
+    if window:
+        data = bytes((h >> (i % 56)) & 0xFF for i in range(3 * 32))
+        win = FeatureWindow((3, 32), 0.0625, -4, data)
+    return Event(MODEL_ID, label, score, 800 + h % 2000, scores, win)
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    sent_at_ms: int
+    raw: bytes
+
+
+@dataclass(slots=True)
+class SimulatedNode:
+    node_id: int
+    boot_id: int = 1
+    key: bytes | None = None
+    heartbeat_period_s: int = 10
+    sample_rate_hz: int = 100
+    threshold: int = 45000
+    ring_size: int = 64
+    retx_timeout_ms: int = 2000
+    window: bool = False
+    seq: int = 0  # last EVENT number sent this boot
+    ring: deque[_Pending] = field(default_factory=deque)
+    dropped: int = 0
+    inferences: int = 0
+    rx_errors: int = 0
+    last_downlink_seq: int = 0
+    reboots: int = 0
+
+    def _encode(self, body: Info | Event | Heartbeat | CommandAck, uptime_ms: int, seq: int) -> bytes:
+        return encode(
+            body,
+            node_id=self.node_id,
+            boot_id=self.boot_id,
+            seq=seq,
+            uptime_ms=uptime_ms & 0xFFFFFFFF,
+            key=self.key,
+        )
+
+    def info(self, uptime_ms: int) -> bytes:
+        caps = Capability.DOWNLINK | (Capability.WINDOW if self.window else 0)
+        caps |= Capability.AUTH if self.key else 0
+        body = Info(
+            1,
+            int(caps),
+            self.heartbeat_period_s,
+            self.sample_rate_hz,
+            self.threshold,
+            MODEL_SHA256,
+            "sim-1.0.0",
+            MODEL_NAME,
+            LABELS,
+        )
+        return self._encode(body, uptime_ms, self.seq)
+
+    def event(self, uptime_ms: int) -> bytes:
+        """A new EVENT, kept in the ring until acknowledged."""
+        self.seq += 1
+        self.inferences += 1
+        raw = self._encode(expected_event(self.node_id, self.seq, window=self.window), uptime_ms, self.seq)
+        if len(self.ring) >= self.ring_size:
+            self.ring.popleft()
+            self.dropped += 1
+        self.ring.append(_Pending(self.seq, uptime_ms, raw))
+        return raw
+
+    def heartbeat(self, uptime_ms: int) -> bytes:
+        floor = self.ring[0].seq if self.ring else self.seq + 1
+        body = Heartbeat(3000 - self.seq % 300, 2150 + self.seq % 100, self.inferences, self.dropped, floor, self.rx_errors)
+        return self._encode(body, uptime_ms, self.seq)
+
+    def due(self, uptime_ms: int) -> list[bytes]:
+        """EVENTs unacknowledged for longer than the resend timeout (stamped as resent)."""
+        out = []
+        for p in self.ring:
+            if uptime_ms - p.sent_at_ms >= self.retx_timeout_ms:
+                p.sent_at_ms = uptime_ms
+                out.append(p.raw)
+        return out
+
+    def on_downlink(self, msg: Message, uptime_ms: int) -> list[bytes]:
+        """Handles an ACK or COMMAND; returns the messages to send in answer."""
+        h = msg.header
+        if h.node_id != self.node_id:
+            return []
+        body = msg.body
+        if isinstance(body, Ack):
+            if body.boot_id == self.boot_id:
+                while self.ring and self.ring[0].seq <= body.seq:
+                    self.ring.popleft()
+            return []
+        if not isinstance(body, Command):
+            return []
+        return self._command(body, uptime_ms)
+
+    def _command(self, cmd: Command, uptime_ms: int) -> list[bytes]:
+        status = Status.OK
+        extra: list[bytes] = []
+        try:
+            code = CommandCode(cmd.command)
+        except ValueError:
+            code = None
+        if code is None:
+            status = Status.UNKNOWN_COMMAND
+        elif code == CommandCode.SET_THRESHOLD and len(cmd.args) == 2:
+            self.threshold = struct.unpack("<H", cmd.args)[0]
+        elif code == CommandCode.SET_SAMPLE_RATE and len(cmd.args) == 4:
+            self.sample_rate_hz = struct.unpack("<I", cmd.args)[0]
+        elif code == CommandCode.SET_HEARTBEAT_PERIOD and len(cmd.args) == 2:
+            period = struct.unpack("<H", cmd.args)[0]
+            if period == 0:
+                status = Status.BAD_ARGUMENT
+            else:
+                self.heartbeat_period_s = period
+        elif code == CommandCode.GET_INFO:
+            extra.append(self.info(uptime_ms + 1))
+        elif code == CommandCode.REBOOT:
+            self.reboots += 1
+        elif code not in (CommandCode.PING, CommandCode.REBOOT):
+            status = Status.BAD_ARGUMENT
+        ack = self._encode(CommandAck(cmd.request_id, cmd.command, status), uptime_ms, self.seq)
+        return [ack, *extra]

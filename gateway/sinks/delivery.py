@@ -1,0 +1,69 @@
+"""A sink's position in the outbox: what it has confirmed, and what to send next.
+
+The confirmed position lives in memory across reconnections and is written to
+the outbox every ``persist_s``: after a crash, a sink re-sends at most what it
+had confirmed in that window (duplicates with the same dedup key, never loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.errors import OutboxError
+from gateway.model import Record
+from gateway.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class Delivery:
+    def __init__(
+        self, name: str, outbox: Outbox, *, batch_size: int = 1000, persist_s: float = 0.25
+    ) -> None:
+        self.name = name
+        self._outbox = outbox
+        self.batch_size = batch_size
+        self._persist_s = persist_s
+        self.wake = asyncio.Event()
+        self.confirmed = 0
+        self._persisted = 0
+        self.delivered = 0
+
+    async def start(self) -> None:
+        self.confirmed = self._persisted = await self._outbox.cursor(self.name)
+
+    async def next_batch(self, after: int | None = None) -> list[Record]:
+        """Records after ``after`` (default: the confirmed position); waits for some."""
+        while True:
+            self.wake.clear()  # before the read: a commit during it sets it again
+            records = await self._outbox.fetch(self.confirmed if after is None else after, self.batch_size)
+            if records:
+                return records
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 1.0)
+
+    def confirm(self, upto_id: int, count: int) -> None:
+        if upto_id > self.confirmed:
+            self.confirmed = upto_id
+            self.delivered += count
+
+    async def persist_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._persist_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.confirmed <= self._persisted:
+            return
+        upto = self.confirmed
+        try:
+            await self._outbox.ack(self.name, upto)
+        except OutboxError as exc:
+            log.warning("%s: could not record delivery up to %d: %s", self.name, upto, exc)
+            return
+        self._persisted = upto
+
+    async def backlog(self) -> int:
+        return await self._outbox.pending(self.name)

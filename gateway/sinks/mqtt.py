@@ -1,0 +1,179 @@
+"""One asyncio MQTT session with its own reconnect loop (aiomqtt does not reconnect).
+
+Both the Node-RED bridge and the ThingsBoard bridge run on this. The session
+owns the connection; the bridge supplies what to do once connected
+(``on_connect``, which runs until the connection ends) and how to handle an
+incoming message. A refused login waits the longest backoff; the first failure
+of a kind logs a WARNING, repeats log at DEBUG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from gateway.backoff import backoff_s
+
+log = logging.getLogger(__name__)
+
+# CONNACK codes that mean "your credentials are wrong" (3.1.1 and 5)
+_AUTH_CODES: Final = {4, 5, 134, 135}
+
+
+@dataclass(frozen=True, slots=True)
+class MqttLink:
+    """Everything needed to reach one broker."""
+
+    host: str
+    port: int
+    protocol: str  # "3.1.1" or "5"
+    client_id: str
+    keepalive_s: int
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    max_inflight: int = 1000
+    reconnect_max_s: float = 60.0
+
+    @property
+    def v5(self) -> bool:
+        return self.protocol == "5"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    topic: str
+    no_local: bool = False  # MQTT 5: do not deliver our own publishes back to us
+
+
+OnConnect = Callable[[aiomqtt.Client], Awaitable[None]]
+OnMessage = Callable[[aiomqtt.Client, aiomqtt.Message], Awaitable[None]]
+
+
+def _tls(link: MqttLink) -> ssl.SSLContext | None:
+    if link.ca_file is None and link.cert_file is None:
+        return None
+    ctx = ssl.create_default_context(cafile=link.ca_file)
+    if link.cert_file is not None:
+        ctx.load_cert_chain(link.cert_file, link.key_file)
+    if link.tls_insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+def auth_refused(exc: BaseException) -> bool:
+    rc = getattr(exc, "rc", None)
+    value = getattr(rc, "value", rc)
+    return isinstance(value, int) and value in _AUTH_CODES
+
+
+class MqttSession:
+    def __init__(self, name: str, link: MqttLink, will: aiomqtt.Will | None = None) -> None:
+        self.name = name
+        self.link = link
+        self.will = will
+        self.connected = False
+        self.connects = 0
+        self.last_error: str | None = None
+        self.first_attempt_done = asyncio.Event()
+
+    def client(self) -> aiomqtt.Client:
+        link = self.link
+        return aiomqtt.Client(
+            link.host,
+            link.port,
+            username=link.username,
+            password=link.password,
+            identifier=link.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if link.v5 else aiomqtt.ProtocolVersion.V311,
+            will=self.will,
+            keepalive=link.keepalive_s,
+            tls_context=_tls(link),
+            tls_insecure=link.tls_insecure if _tls(link) else None,
+            max_inflight_messages=link.max_inflight,
+            max_queued_outgoing_messages=0,
+            clean_session=None if link.v5 else True,
+            timeout=30,
+        )
+
+    async def subscribe(self, client: aiomqtt.Client, subs: Sequence[Subscription]) -> None:
+        for sub in subs:
+            if self.link.v5:
+                opts = SubscribeOptions(qos=1, noLocal=sub.no_local)
+                await client.subscribe(sub.topic, options=opts)
+            else:
+                await client.subscribe(sub.topic, qos=1)
+
+    async def run(
+        self,
+        subscriptions: Sequence[Subscription],
+        on_connect: OnConnect,
+        on_message: OnMessage,
+    ) -> None:
+        """Connects, runs the bridge, and reconnects, until cancelled."""
+        attempt = 0
+        kinds_seen: set[str] = set()
+        while True:
+            delay = backoff_s(attempt, self.link.reconnect_max_s)
+            try:
+                async with self.client() as client:
+                    self.connected = True
+                    self.connects += 1
+                    self.last_error = None
+                    attempt = 0
+                    kinds_seen.clear()
+                    log.info("%s: connected to %s:%d", self.name, self.link.host, self.link.port)
+                    self.first_attempt_done.set()
+                    await self.subscribe(client, subscriptions)
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(on_connect(client), name=f"{self.name} connected")
+                        async for message in client.messages:
+                            await on_message(client, message)
+                    # the message loop only ends when the connection does
+            except* aiomqtt.MqttError as group:
+                exc = group.exceptions[0]
+                self.connected = False
+                self.first_attempt_done.set()
+                self.last_error = str(exc)
+                refused = auth_refused(exc)
+                kind = "auth" if refused else type(exc).__name__
+                level = logging.DEBUG if kind in kinds_seen else logging.WARNING
+                kinds_seen.add(kind)
+                if refused:
+                    log.log(
+                        level,
+                        "%s: %s:%d refused the credentials (%s); check username/password "
+                        "or token; retrying every %.0f s",
+                        self.name,
+                        self.link.host,
+                        self.link.port,
+                        exc,
+                        self.link.reconnect_max_s,
+                    )
+                    delay = self.link.reconnect_max_s
+                else:
+                    log.log(
+                        level,
+                        "%s: no connection to %s:%d (%s); retrying with backoff",
+                        self.name,
+                        self.link.host,
+                        self.link.port,
+                        exc,
+                    )
+                attempt += 1
+            finally:
+                self.connected = False
+            await asyncio.sleep(delay)
+
+    def health(self) -> dict[str, Any]:
+        return {"connected": self.connected, "connects": self.connects, "last_error": self.last_error}

@@ -1,0 +1,154 @@
+"""The MQTT bridge for Node-RED: one message per record, plain topics (docs/topics.md).
+
+    <prefix>/<gateway>/status                 retained, last will: gateway health
+    <prefix>/<gateway>/<node>/event|heartbeat|log
+    <prefix>/<gateway>/<node>/info            retained
+    <prefix>/<gateway>/<node>/status          retained: online / offline
+    <prefix>/<gateway>/<node>/cmd             in:  {"id", "method", "params"}
+    <prefix>/<gateway>/<node>/cmd/ack         out: {"id", "ok", "status", "result"|"error"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from gateway.commands import CommandRouter
+from gateway.fields import NodeMeta, record_fields
+from gateway.health import Health
+from gateway.logs import RateLimitedLog
+from gateway.model import CommandRequest, CommandResult, Record, RecordKind, parse_node_id
+from gateway.sinks.delivery import Delivery
+from gateway.sinks.mqtt import MqttSession, Subscription
+
+log = logging.getLogger(__name__)
+
+_RETAINED = frozenset({RecordKind.INFO, RecordKind.STATUS})
+
+
+class NodeRedSink:
+    name = "mqtt"
+
+    def __init__(
+        self,
+        *,
+        session: MqttSession,
+        delivery: Delivery,
+        gateway_id: str,
+        prefix: str,
+        allowed_commands: list[str],
+        router: CommandRouter,
+        meta: Callable[[int], NodeMeta],
+        health: Health,
+        health_interval_s: float,
+        bad_input: RateLimitedLog,
+    ) -> None:
+        self.session = session
+        self.delivery = delivery
+        self._gw = gateway_id
+        self._base = f"{prefix}/{gateway_id}"
+        self._allowed = allowed_commands
+        self._router = router
+        self._meta = meta
+        self._health = health
+        self._health_interval_s = health_interval_s
+        self._bad = bad_input
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self._base}/status"
+
+    def will(self) -> aiomqtt.Will:
+        return aiomqtt.Will(
+            self.status_topic, json.dumps(self._health.offline_payload()), qos=1, retain=True
+        )
+
+    def topic(self, record: Record) -> str:
+        return f"{self._base}/{record.node_id:016x}/{record.kind.value}"
+
+    def payload(self, record: Record) -> bytes:
+        fields = record_fields(record, self._gw, self._meta(record.node_id))
+        return json.dumps(fields, separators=(",", ":")).encode()
+
+    async def run(self) -> None:
+        await self.delivery.start()
+        subs = [Subscription(f"{self._base}/+/cmd")]
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.delivery.persist_forever(), name="mqtt persist")
+            tg.create_task(self.session.run(subs, self._connected, self._message), name="mqtt session")
+
+    async def close(self) -> None:
+        await self.delivery.flush()
+
+    # ---- connected ---------------------------------------------------------------
+
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._publish_health(client), name="mqtt health")
+            tg.create_task(self._deliver(client), name="mqtt deliver")
+
+    async def _publish_health(self, client: aiomqtt.Client) -> None:
+        while True:
+            body = json.dumps(self._health.payload(), separators=(",", ":"))
+            await client.publish(self.status_topic, body, qos=1, retain=True)
+            await asyncio.sleep(self._health_interval_s)
+
+    async def _deliver(self, client: aiomqtt.Client) -> None:
+        while True:
+            records = await self.delivery.next_batch()
+            await asyncio.gather(
+                *(
+                    client.publish(
+                        self.topic(r), self.payload(r), qos=1, retain=r.kind in _RETAINED
+                    )
+                    for r in records
+                )
+            )
+            self.delivery.confirm(records[-1].id, len(records))
+
+    # ---- commands ------------------------------------------------------------------
+
+    async def _message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        parts = str(message.topic).split("/")
+        node_text = parts[-2] if len(parts) >= 2 else ""
+        task = asyncio.create_task(self._command(client, node_text, message.payload))
+        self._tasks.add(task)  # keep a reference until done, or it may be collected
+        task.add_done_callback(self._tasks.discard)
+
+    async def _command(self, client: aiomqtt.Client, node_text: str, raw: Any) -> None:
+        result = await self._handle(node_text, raw)
+        topic = f"{self._base}/{node_text}/cmd/ack"
+        try:
+            await client.publish(topic, json.dumps(result.as_json()), qos=1)
+        except aiomqtt.MqttError as exc:
+            log.info("mqtt: command answer for %s not sent: %s", node_text, exc)
+
+    async def _handle(self, node_text: str, raw: Any) -> CommandResult:
+        try:
+            node_id = parse_node_id(node_text)
+        except ValueError as exc:
+            return CommandResult(None, False, "bad_request", error=str(exc))
+        try:
+            body = json.loads(raw)
+        except (ValueError, TypeError) as exc:
+            self._health.counters["commands_bad_json"] += 1
+            self._bad.warning("mqtt:cmd-json", "mqtt: command for %s is not JSON: %s", node_text, exc)
+            return CommandResult(None, False, "bad_request", error=f"payload is not JSON: {exc}")
+        if not isinstance(body, dict) or not isinstance(body.get("method"), str):
+            return CommandResult(
+                body.get("id") if isinstance(body, dict) else None,
+                False,
+                "bad_request",
+                error='send {"id": ..., "method": "...", "params": {...}}',
+            )
+        req = CommandRequest(body.get("id"), body["method"], body.get("params"))
+        return await self._router.request(node_id, req, self._allowed)
+
+    def health(self) -> dict[str, Any]:
+        return {**self.session.health(), "delivered": self.delivery.delivered}

@@ -1,0 +1,24 @@
+"""Where messages come from. Each source runs until cancelled and never raises for a
+device that is missing, vanishes or sends garbage: it counts, logs once, and retries."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from gateway.model import Inbound
+
+
+class IngestPort(Protocol):
+    """What a source hands its messages to (the pipeline's ingest stage)."""
+
+    async def put(self, item: Inbound) -> None: ...
+
+    def port_closed(self, port: str) -> None: ...
+
+
+class Source(Protocol):
+    name: str
+
+    async def run(self, ingest: IngestPort) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...

@@ -19,7 +19,9 @@ DEFAULT_CONFIG = Path(os.environ.get("TINYML_GATEWAY_CONFIG", "/etc/tinyml-gatew
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tinyml-gateway", description="Edge gateway for TinyML sensor fleets.")
+    p = argparse.ArgumentParser(
+        prog="tinyml-gateway", description="Edge gateway for TinyML sensor fleets."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -29,8 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--nodes", type=int, default=4)
     demo.add_argument("--rate", type=float, default=1.0, help="events per second per node")
     demo.add_argument("--duration", type=float, default=None, help="seconds; default: until Ctrl-C")
-    demo.add_argument("--broker", default=None, help="host:port of an MQTT broker to use instead of the embedded one")
-    demo.add_argument("--port", type=int, default=1883, help="port of the embedded broker (0: any free port)")
+    demo.add_argument(
+        "--broker",
+        default=None,
+        help="host:port of an MQTT broker to use instead of the embedded one",
+    )
+    demo.add_argument(
+        "--port", type=int, default=1883, help="port of the embedded broker (0: any free port)"
+    )
     demo.add_argument("--data-dir", type=Path, default=None)
     demo.add_argument("--plain", action="store_true", help="log lines instead of the live view")
     sim = sub.add_parser("simulate", help="simulated nodes on a pseudo-terminal or serial port")
@@ -39,10 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--device", type=Path, help="write to this serial device")
     sim.add_argument("--baudrate", type=int, default=115200)
     sim.add_argument("--nodes", type=int, default=1)
-    sim.add_argument("--first-id", default="00000000000000a1", help="node id of the first node (hex)")
+    sim.add_argument(
+        "--first-id", default="00000000000000a1", help="node id of the first node (hex)"
+    )
     sim.add_argument("--boot", type=int, default=1, help="boot id the nodes start with")
     sim.add_argument("--rate", type=float, default=1.0, help="events per second per node")
-    sim.add_argument("--count", type=int, default=None, help="events per node, then wait for ACKs and exit")
+    sim.add_argument(
+        "--count", type=int, default=None, help="events per node, then wait for ACKs and exit"
+    )
     sim.add_argument("--key", default=None, help="HMAC key (hex) every node signs with")
     sim.add_argument("--window", action="store_true", help="attach a feature window to each event")
     sub.add_parser("version", help="print the version")
@@ -78,8 +90,10 @@ def _check_config(path: Path) -> int:
         for field, msg, hint in exc.problems:
             print(f"  {field}: {msg}" + (f"\n      hint: {hint}" if hint else ""), file=sys.stderr)
         return EX_CONFIG
-    print(f"{path}: OK (gateway {cfg.gateway.id}, {len(cfg.serial)} serial source(s), "
-          f"{len(cfg.nodes.nodes)} configured node(s), mqtt {'on' if cfg.mqtt.enabled else 'off'})")
+    print(
+        f"{path}: OK (gateway {cfg.gateway.id}, {len(cfg.serial)} serial source(s), "
+        f"{len(cfg.nodes.nodes)} configured node(s), mqtt {'on' if cfg.mqtt.enabled else 'off'})"
+    )
     return EX_OK
 
 

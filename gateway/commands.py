@@ -99,7 +99,9 @@ class CommandRouter:
             )
         node = self._registry.get(node_id)
         if node is None:
-            return CommandResult(req.id, False, "unknown_node", error=f"no node {node_hex(node_id)}")
+            return CommandResult(
+                req.id, False, "unknown_node", error=f"no node {node_hex(node_id)}"
+            )
         if not node.online or node.downlink is None:
             return CommandResult(req.id, False, "offline", error="the node is offline")
         try:

@@ -76,7 +76,9 @@ class GatewaySection(_Strict):
     @classmethod
     def _id(cls, v: str) -> str:
         if not _GATEWAY_ID.match(v):
-            raise ValueError("use 1 to 64 letters, digits, '-' or '_' (it is an MQTT topic segment)")
+            raise ValueError(
+                "use 1 to 64 letters, digits, '-' or '_' (it is an MQTT topic segment)"
+            )
         return v
 
 
@@ -112,7 +114,9 @@ class NodeSection(_Strict):
             try:
                 key = bytes.fromhex(raw)
             except ValueError:
-                raise ValueError("key must be hexadecimal (e.g. from: openssl rand -hex 32)") from None
+                raise ValueError(
+                    "key must be hexadecimal (e.g. from: openssl rand -hex 32)"
+                ) from None
             if not 16 <= len(key) <= 64:
                 raise ValueError(f"key is {len(key)} bytes; use 16 to 64 (32 recommended)")
             object.__setattr__(self, "_key_bytes", key)
@@ -282,5 +286,7 @@ def load_config(path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([(str(path), f"not valid TOML: {exc}", "fix the syntax at that line")]) from None
+        raise ConfigError(
+            [(str(path), f"not valid TOML: {exc}", "fix the syntax at that line")]
+        ) from None
     return parse_config(data)

@@ -84,14 +84,23 @@ async def _start_broker(port: int) -> Any:
     broker = Broker(
         {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
     )
     await broker.start()
     return broker
 
 
-def _config(data_dir: Path, host: str, port: int, protocol: str, links: list[FdLink], nodes: list[SimulatedNode]) -> Config:
+def _config(
+    data_dir: Path,
+    host: str,
+    port: int,
+    protocol: str,
+    links: list[FdLink],
+    nodes: list[SimulatedNode],
+) -> Config:
     return parse_config(
         {
             "gateway": {"id": GATEWAY_ID, "data_dir": str(data_dir)},
@@ -106,12 +115,16 @@ def _config(data_dir: Path, host: str, port: int, protocol: str, links: list[FdL
     )
 
 
-async def _watch(host: str, port: int, protocol: str, view: View, nodes: list[SimulatedNode]) -> None:
+async def _watch(
+    host: str, port: int, protocol: str, view: View, nodes: list[SimulatedNode]
+) -> None:
     base = f"{PREFIX}/{GATEWAY_ID}"
     version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
     while True:
         try:
-            async with aiomqtt.Client(host, port, identifier="tinyml-demo-view", protocol=version) as client:
+            async with aiomqtt.Client(
+                host, port, identifier="tinyml-demo-view", protocol=version
+            ) as client:
                 await client.subscribe(f"{base}/#", qos=1)
                 pinger = asyncio.create_task(_ping(client, base, nodes))
                 try:
@@ -163,20 +176,22 @@ def _update(view: View, topic: str, payload: Any) -> None:
 
 
 def _render(view: View, gw: Gateway, broker: str, started: float, runners: list[NodeRunner]) -> str:
-    c = gw.health.counters
     lines = [
         "tinyml-gateway demo: simulated TinyML nodes -> serial (pty) -> gateway -> outbox -> MQTT",
         f"broker  mqtt://{broker}   topics {PREFIX}/{GATEWAY_ID}/<node>/event|heartbeat|info|status"
         f"   running {time.monotonic() - started:5.0f} s",
-        f"Node-RED: add an 'mqtt in' node on server {broker}, topic {PREFIX}/{GATEWAY_ID}/+/event, output: parsed JSON",
+        f"Node-RED: 'mqtt in' node, server {broker}, topic {PREFIX}/{GATEWAY_ID}/+/event, "
+        "output: parsed JSON",
         "",
-        f"{'node':18} {'name':10} {'status':8} {'events':>7} {'last label':14} {'score':>6} {'battery':>8}",
+        f"{'node':18} {'name':10} {'status':8} {'events':>7} {'last label':14} {'score':>6} "
+        f"{'battery':>8}",
     ]
     for node_id, nv in sorted(view.nodes.items()):
         status = {None: "?", True: "online", False: "offline"}[nv.online]
         batt = f"{nv.battery_mv} mV" if nv.battery_mv else "-"
         lines.append(
-            f"{node_id:18} {nv.name:10} {status:8} {nv.events:7d} {nv.label:14} {nv.score:6.3f} {batt:>8}"
+            f"{node_id:18} {nv.name:10} {status:8} {nv.events:7d} {nv.label:14} "
+            f"{nv.score:6.3f} {batt:>8}"
         )
     lines += ["", _summary(view, gw, runners), "Ctrl-C to stop."]
     return "\n".join(lines)
@@ -206,7 +221,10 @@ async def _demo(args: argparse.Namespace) -> None:
             port = _free_port()
         host, protocol = "127.0.0.1", "3.1.1"  # the embedded broker speaks 3.1.1 only
         broker = await _start_broker(port)
-    nodes = [SimulatedNode(0xA1B2C3D4E5F60000 + i, boot_id=1, heartbeat_period_s=5) for i in range(args.nodes)]
+    nodes = [
+        SimulatedNode(0xA1B2C3D4E5F60000 + i, boot_id=1, heartbeat_period_s=5)
+        for i in range(args.nodes)
+    ]
     links = [open_pty() for _ in range(min(2, len(nodes)))]
     runners = [
         NodeRunner(link, nodes[i :: len(links)], rate_hz=args.rate) for i, link in enumerate(links)

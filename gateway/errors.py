@@ -22,7 +22,9 @@ class MissingExtraError(GatewayError):
     """An optional feature was configured without its extra installed."""
 
     def __init__(self, feature: str, extra: str) -> None:
-        super().__init__(f"{feature} needs the '{extra}' extra: pip install 'tinyml-gateway[{extra}]'")
+        super().__init__(
+            f"{feature} needs the '{extra}' extra: pip install 'tinyml-gateway[{extra}]'"
+        )
 
 
 class OutboxError(GatewayError):

@@ -96,7 +96,7 @@ class Ingest:
     async def drain(self, timeout_s: float) -> None:
         """Waits until everything queued so far is committed (at shutdown)."""
         deadline = time.monotonic() + timeout_s
-        while (self._busy or not self.queue.empty()) and time.monotonic() < deadline:
+        while (self._busy or not self.queue.empty()) and time.monotonic() < deadline:  # noqa: ASYNC110 (once, at shutdown)
             await asyncio.sleep(0.01)
 
     async def put(self, item: Inbound) -> None:
@@ -211,8 +211,8 @@ class Ingest:
             self.c["rejected_unknown_node"] += 1
             self._bad.warning(
                 f"unknown:{item.port}",
-                "refused messages from unknown node %s on %s: [nodes] unknown = \"reject\" "
-                "(or max_nodes reached); add a [nodes.\"%s\"] table to accept it",
+                'refused messages from unknown node %s on %s: [nodes] unknown = "reject" '
+                '(or max_nodes reached); add a [nodes."%s"] table to accept it',
                 node_hex(h.node_id),
                 item.port,
                 node_hex(h.node_id),
@@ -306,7 +306,14 @@ class Ingest:
     def _record(kind: RecordKind, item: Inbound, ts: int, unsynced: str | None) -> NewRecord:
         h = item.message.header
         return NewRecord(
-            kind, h.node_id, h.boot_id, h.seq, h.uptime_ms, ts, unsynced, item.transport,
+            kind,
+            h.node_id,
+            h.boot_id,
+            h.seq,
+            h.uptime_ms,
+            ts,
+            unsynced,
+            item.transport,
             item.message.raw,
         )
 
@@ -357,7 +364,9 @@ class Ingest:
             return
         self._synced = synced
         if not synced:
-            log.warning("wall clock lost synchronisation: new records are marked clock_synced=false")
+            log.warning(
+                "wall clock lost synchronisation: new records are marked clock_synced=false"
+            )
             self._unsynced_delta = self._clock.wall_minus_boottime_ms()
             return
         before = self._unsynced_delta

@@ -224,16 +224,15 @@ class Outbox:
             floor = db.execute("SELECT coalesce(min(id), 0) - 1 FROM records").fetchone()[0]
             floor = max(floor, 0)
             for name in self._sinks:
-                db.execute(
-                    "INSERT OR IGNORE INTO sinks(name, acked) VALUES (?, ?)", (name, floor)
-                )
+                db.execute("INSERT OR IGNORE INTO sinks(name, acked) VALUES (?, ?)", (name, floor))
             marks = ",".join("?" * len(self._sinks))
             db.execute(f"DELETE FROM sinks WHERE name NOT IN ({marks})", self._sinks)  # noqa: S608
 
     def _load_nodes(self, db: sqlite3.Connection) -> dict[int, NodeState]:
         out: dict[int, NodeState] = {}
         rows = db.execute(
-            "SELECT node, boot, contiguous, above, control, offset_ms, downlink_seq, info FROM nodes"
+            "SELECT node, boot, contiguous, above, control, offset_ms, downlink_seq, info "
+            "FROM nodes"
         )
         for node, boot, contiguous, above, control, offset_ms, downlink_seq, info in rows:
             seq = SequenceState(

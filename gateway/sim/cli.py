@@ -55,6 +55,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     finally:
         link.close()
     s = runner.stats
-    print(f"sent {s.events} events, {s.resends} resends, {s.heartbeats} heartbeats; "
-          f"{s.acks} ACKs and {s.commands} commands received")
+    print(
+        f"sent {s.events} events, {s.resends} resends, {s.heartbeats} heartbeats; "
+        f"{s.acks} ACKs and {s.commands} commands received"
+    )
     return 0

@@ -134,7 +134,7 @@ class NodeRunner:
         for node in self.nodes.values():
             out += encode_frame(node.info(self.uptime_ms(node)))
         self.link.write(bytes(out))
-        last_hb = {nid: 0.0 for nid in self.nodes}
+        last_hb = dict.fromkeys(self.nodes, 0.0)
         start = time.monotonic()
         while not (until_acked and self.done):
             await asyncio.sleep(self.tick_s)

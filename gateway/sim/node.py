@@ -76,7 +76,9 @@ class SimulatedNode:
     last_downlink_seq: int = 0
     reboots: int = 0
 
-    def _encode(self, body: Info | Event | Heartbeat | CommandAck, uptime_ms: int, seq: int) -> bytes:
+    def _encode(
+        self, body: Info | Event | Heartbeat | CommandAck, uptime_ms: int, seq: int
+    ) -> bytes:
         return encode(
             body,
             node_id=self.node_id,
@@ -106,7 +108,9 @@ class SimulatedNode:
         """A new EVENT, kept in the ring until acknowledged."""
         self.seq += 1
         self.inferences += 1
-        raw = self._encode(expected_event(self.node_id, self.seq, window=self.window), uptime_ms, self.seq)
+        raw = self._encode(
+            expected_event(self.node_id, self.seq, window=self.window), uptime_ms, self.seq
+        )
         if len(self.ring) >= self.ring_size:
             self.ring.popleft()
             self.dropped += 1
@@ -115,7 +119,14 @@ class SimulatedNode:
 
     def heartbeat(self, uptime_ms: int) -> bytes:
         floor = self.ring[0].seq if self.ring else self.seq + 1
-        body = Heartbeat(3000 - self.seq % 300, 2150 + self.seq % 100, self.inferences, self.dropped, floor, self.rx_errors)
+        body = Heartbeat(
+            3000 - self.seq % 300,
+            2150 + self.seq % 100,
+            self.inferences,
+            self.dropped,
+            floor,
+            self.rx_errors,
+        )
         return self._encode(body, uptime_ms, self.seq)
 
     def due(self, uptime_ms: int) -> list[bytes]:

@@ -38,7 +38,9 @@ class Delivery:
         """Records after ``after`` (default: the confirmed position); waits for some."""
         while True:
             self.wake.clear()  # before the read: a commit during it sets it again
-            records = await self._outbox.fetch(self.confirmed if after is None else after, self.batch_size)
+            records = await self._outbox.fetch(
+                self.confirmed if after is None else after, self.batch_size
+            )
             if records:
                 return records
             with contextlib.suppress(TimeoutError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -56,8 +56,8 @@ class Subscription:
     no_local: bool = False  # MQTT 5: do not deliver our own publishes back to us
 
 
-OnConnect = Callable[[aiomqtt.Client], Awaitable[None]]
-OnMessage = Callable[[aiomqtt.Client, aiomqtt.Message], Awaitable[None]]
+OnConnect = Callable[[aiomqtt.Client], Coroutine[Any, Any, None]]
+OnMessage = Callable[[aiomqtt.Client, aiomqtt.Message], Coroutine[Any, Any, None]]
 
 
 def _tls(link: MqttLink) -> ssl.SSLContext | None:
@@ -176,4 +176,8 @@ class MqttSession:
             await asyncio.sleep(delay)
 
     def health(self) -> dict[str, Any]:
-        return {"connected": self.connected, "connects": self.connects, "last_error": self.last_error}
+        return {
+            "connected": self.connected,
+            "connects": self.connects,
+            "last_error": self.last_error,
+        }

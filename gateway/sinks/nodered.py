@@ -1,11 +1,11 @@
 """The MQTT bridge for Node-RED: one message per record, plain topics (docs/topics.md).
 
-    <prefix>/<gateway>/status                 retained, last will: gateway health
-    <prefix>/<gateway>/<node>/event|heartbeat|log
-    <prefix>/<gateway>/<node>/info            retained
-    <prefix>/<gateway>/<node>/status          retained: online / offline
-    <prefix>/<gateway>/<node>/cmd             in:  {"id", "method", "params"}
-    <prefix>/<gateway>/<node>/cmd/ack         out: {"id", "ok", "status", "result"|"error"}
+<prefix>/<gateway>/status                 retained, last will: gateway health
+<prefix>/<gateway>/<node>/event|heartbeat|log
+<prefix>/<gateway>/<node>/info            retained
+<prefix>/<gateway>/<node>/status          retained: online / offline
+<prefix>/<gateway>/<node>/cmd             in:  {"id", "method", "params"}
+<prefix>/<gateway>/<node>/cmd/ack         out: {"id", "ok", "status", "result"|"error"}
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ class NodeRedSink:
         subs = [Subscription(f"{self._base}/+/cmd")]
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.delivery.persist_forever(), name="mqtt persist")
-            tg.create_task(self.session.run(subs, self._connected, self._message), name="mqtt session")
+            tg.create_task(
+                self.session.run(subs, self._connected, self._message), name="mqtt session"
+            )
 
     async def close(self) -> None:
         await self.delivery.flush()
@@ -138,7 +140,9 @@ class NodeRedSink:
             body = json.loads(raw)
         except (ValueError, TypeError) as exc:
             self._health.counters["commands_bad_json"] += 1
-            self._bad.warning("mqtt:cmd-json", "mqtt: command for %s is not JSON: %s", node_text, exc)
+            self._bad.warning(
+                "mqtt:cmd-json", "mqtt: command for %s is not JSON: %s", node_text, exc
+            )
             return CommandResult(None, False, "bad_request", error=f"payload is not JSON: {exc}")
         if not isinstance(body, dict) or not isinstance(body.get("method"), str):
             return CommandResult(

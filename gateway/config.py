@@ -67,10 +67,17 @@ def _read_secret(inline: str | None, file: Path | None, env: str | None, what: s
 class GatewaySection(_Strict):
     id: str = "gateway"
     data_dir: Path = Path("/var/lib/tinyml-gateway")
-    clock_check: Literal["kernel", "assume-synced"] | Path = "kernel"
+    clock_check: str = "kernel"
     """How to tell whether the wall clock is synchronised: the kernel's NTP state
     (adjtimex), always, or "the file at this path exists" (e.g. systemd-timesyncd's
     /run/systemd/timesync/synchronized)."""
+
+    @field_validator("clock_check")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        if v not in ("kernel", "assume-synced") and not v.startswith("/"):
+            raise ValueError('use "kernel", "assume-synced" or an absolute path to a flag file')
+        return v
 
     @field_validator("id")
     @classmethod

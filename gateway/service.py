@@ -159,9 +159,9 @@ async def _maintain(gw: Gateway) -> None:
         await asyncio.sleep(MAINTENANCE_S)
 
 
-async def _watchdog() -> None:
+async def _watchdog(enabled: bool) -> None:
     interval = watchdog_interval_s()
-    if interval is None:
+    if interval is None or not enabled:
         return
     while True:
         notify("WATCHDOG=1")
@@ -195,7 +195,7 @@ async def serve(gw: Gateway, t0: float | None = None) -> None:
         asyncio.create_task(gw.ingest.run(), name="ingest"),
         asyncio.create_task(gw.ingest.watch_liveness(), name="liveness"),
         asyncio.create_task(_maintain(gw), name="outbox maintenance"),
-        asyncio.create_task(_watchdog(), name="watchdog"),
+        asyncio.create_task(_watchdog(gw.config.health.watchdog), name="watchdog"),
         *(asyncio.create_task(s.run(), name=f"sink {s.name}") for s in gw.sinks),
     ]
     edge = [asyncio.create_task(src.run(gw.ingest), name=src.name) for src in gw.sources]

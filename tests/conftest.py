@@ -19,3 +19,29 @@ def c_vectors_tool() -> Path:
         pytest.fail("make and a C compiler are needed: run scripts/setup.sh")
     subprocess.run(["make", "-s", "-C", str(PROTOCOL_DIR), "tools"], check=True)
     return PROTOCOL_DIR / "build" / "tgw_vectors"
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.peers import Mosquitto
+
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def pty():  # type: ignore[no-untyped-def]
+    from gateway.sim.link import open_pty
+
+    links = []
+
+    def make():  # type: ignore[no-untyped-def]
+        link = open_pty()
+        links.append(link)
+        return link
+
+    yield make
+    for link in links:
+        link.close()

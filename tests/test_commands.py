@@ -1,0 +1,99 @@
+"""Commands through the Node-RED cmd topic to simulated nodes: every outcome gets an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiomqtt
+
+from gateway.model import node_hex
+from gateway.protocol import Command, Message
+from gateway.sim.link import NodeRunner
+from gateway.sim.node import SimulatedNode
+from tests.peers import Collector, Mosquitto, gateway_config, running
+
+A, B, MUTE = 0x3000, 0x3001, 0x3002
+
+
+class MuteNode(SimulatedNode):
+    """Takes ACKs but never answers commands: the gateway must time out, not hang."""
+
+    def on_downlink(self, msg: Message, uptime_ms: int) -> list[bytes]:
+        if isinstance(msg.body, Command):
+            return []
+        return SimulatedNode.on_downlink(self, msg, uptime_ms)
+
+
+async def _ask(client: aiomqtt.Client, sub: Collector, node: str, payload: str | bytes) -> dict:
+    before = len(sub.where(f"{node}/cmd/ack"))
+    await client.publish(f"tinyml/gw/{node}/cmd", payload, qos=1)
+    await sub.wait_for(lambda: len(sub.where(f"{node}/cmd/ack")) > before, timeout=30)
+    return sub.where(f"{node}/cmd/ack")[-1].json()
+
+
+async def test_every_command_outcome(tmp_path: Path, mosquitto: Mosquitto, pty) -> None:
+    link = pty()
+    a, mute = SimulatedNode(A), MuteNode(MUTE)
+    runner = NodeRunner(link, [a, mute], rate_hz=5)
+    sub = Collector(mosquitto, "tinyml/gw/+/cmd/ack")
+    await sub.start()
+    cfg = gateway_config(
+        tmp_path, mosquitto, [link.path],
+        nodes={node_hex(A): {"commands": ["ping", "set_threshold", "get_info"]}, node_hex(B): {}},
+    )
+    sim = asyncio.create_task(runner.run())
+    try:
+        async with running(cfg) as gw, aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            while not (gw.registry.get(A) and gw.registry.get(A).online and gw.registry.get(MUTE) and gw.registry.get(MUTE).online):
+                await asyncio.sleep(0.05)
+            na, nb, nm = node_hex(A), node_hex(B), node_hex(MUTE)
+
+            r = await _ask(client, sub, na, json.dumps({"id": 1, "method": "ping"}))
+            assert r == {"id": 1, "ok": True, "status": "ok"}
+
+            r = await _ask(client, sub, na, json.dumps({"id": "t", "method": "set_threshold", "params": {"threshold": 0.5}}))
+            assert r["ok"] is True
+            assert a.threshold == 32768  # the node applied it
+
+            r = await _ask(client, sub, na, json.dumps({"id": 2, "method": "set_threshold", "params": {"threshold": 7}}))
+            assert r["status"] == "bad_params" and "between 0 and 1" in r["error"]
+
+            # allowed by the sink, not by this node's own list
+            r = await _ask(client, sub, na, json.dumps({"id": 3, "method": "set_sample_rate", "params": {"hz": 50}}))
+            assert r["status"] == "refused"
+
+            # not allowed by the sink ([mqtt] commands has no reboot)
+            r = await _ask(client, sub, nm, json.dumps({"id": 4, "method": "reboot"}))
+            assert r["status"] == "refused"
+
+            r = await _ask(client, sub, na, json.dumps({"id": 5, "method": "fly"}))
+            assert r["status"] == "unknown_method"
+
+            r = await _ask(client, sub, "00000000000000ff", json.dumps({"id": 6, "method": "ping"}))
+            assert r["status"] == "unknown_node"
+
+            r = await _ask(client, sub, nb, json.dumps({"id": 7, "method": "ping"}))
+            assert r["status"] == "offline"  # configured, never seen
+
+            r = await _ask(client, sub, nm, json.dumps({"id": 8, "method": "ping"}))
+            assert r["status"] == "timeout" and r["ok"] is False
+
+            r = await _ask(client, sub, na, b"{not json")
+            assert r["status"] == "bad_request" and r["id"] is None
+
+            r = await _ask(client, sub, na, json.dumps([1, 2]))
+            assert r["status"] == "bad_request"
+
+            r = await _ask(client, sub, "not-a-node", json.dumps({"id": 9, "method": "ping"}))
+            assert r["status"] == "bad_request"
+
+            # the gateway kept working through all of it
+            r = await _ask(client, sub, na, json.dumps({"id": 10, "method": "ping"}))
+            assert r["ok"] is True
+            assert gw.health.counters["commands_bad_json"] == 1
+    finally:
+        sim.cancel()
+        await asyncio.gather(sim, return_exceptions=True)
+        await sub.stop()

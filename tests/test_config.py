@@ -1,0 +1,136 @@
+"""Every class of configuration error names its field and a fix; the CLI exits 78 on them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "00112233445566778899aabbccddeeff"
+
+
+def problems(data: dict) -> list[tuple[str, str, str]]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "words"),
+    [
+        ({"bogus": 1}, "bogus", "unknown option"),
+        ({"mqtt": {"hots": "x"}}, "mqtt.hots", "spelling"),
+        ({"mqtt": {"port": "x"}}, "mqtt.port", "whole number"),
+        ({"mqtt": {"port": 70000}}, "mqtt.port", "less than 65536"),
+        ({"mqtt": {"protocol": "4"}}, "mqtt.protocol", "'3.1.1' or '5'"),
+        ({"mqtt": {"topic_prefix": "a/#"}}, "mqtt.topic_prefix", "wildcards"),
+        ({"mqtt": {"commands": ["explode"]}}, "mqtt.commands.0", "'ping'"),
+        ({"mqtt": {"password": "a", "password_env": "B"}}, "mqtt", "only one of"),
+        ({"mqtt": {"password_env": "TINYML_SURELY_UNSET"}}, "mqtt", "not set"),
+        ({"mqtt": {"password_file": "/nonexistent/pw"}}, "mqtt", "password_file"),
+        ({"mqtt": {"tls": {"ca_file": "/nonexistent/ca.pem"}}}, "mqtt.tls", "does not exist"),
+        ({"gateway": {"id": "has space"}}, "gateway.id", "letters, digits"),
+        ({"gateway": {"clock_check": "ntp"}}, "gateway.clock_check", "absolute path"),
+        ({"serial": [{"baudrate": 9600}]}, "serial.0.path", "required"),
+        ({"serial": [{"path": "/dev/x", "baudrate": 0}]}, "serial.0.baudrate", "greater than 0"),
+        ({"serial": {"path": "/dev/x"}}, "serial", "list"),
+        ({"nodes": {"unknown": "maybe"}}, "nodes.unknown", "'accept' or 'reject'"),
+        ({"nodes": {"max_nodes": -1}}, "nodes.max_nodes", "greater than 0"),
+        ({"nodes": {"XYZ": {}}}, "nodes.XYZ", "16 lowercase hex"),
+        ({"nodes": {"0000000000000000": {}}}, "nodes.0000000000000000", "reserved"),
+        ({"nodes": {"a1b2c3d4e5f60718": {"key": "zz"}}}, "nodes.a1b2c3d4e5f60718", "hexadecimal"),
+        ({"nodes": {"a1b2c3d4e5f60718": {"key": "00"}}}, "nodes.a1b2c3d4e5f60718", "16 to 64"),
+        ({"nodes": {"a1b2c3d4e5f60718": {"key_file": "/nonexistent"}}}, "nodes.a1b2c3d4e5f60718", "key_file"),
+        ({"nodes": {"a1b2c3d4e5f60718": {"name": 5}}}, "nodes.a1b2c3d4e5f60718.name", "string"),
+        ({"outbox": {"sync": "sometimes"}}, "outbox.sync", "'full' or 'normal'"),
+        ({"outbox": {"max_size_mb": 0}}, "outbox.max_size_mb", "greater than 0"),
+        ({"log": {"level": "loud"}}, "log.level", "'debug'"),
+        ({"commands": {"timeout_s": 0}}, "commands.timeout_s", "greater than 0"),
+    ],
+)
+def test_each_error_names_the_field_and_the_fix(data: dict, path: str, words: str) -> None:
+    found = problems(data)
+    assert any(p == path and words in (m + " " + h) for p, m, h in found), found
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    found = problems({"mqtt": {"port": 0, "protocol": "9"}, "nodes": {"unknown": "x"}})
+    assert {p for p, _, _ in found} == {"mqtt.port", "mqtt.protocol", "nodes.unknown"}
+
+
+def test_secrets_from_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "key").write_text(KEY + "\n")
+    monkeypatch.setenv("NODE_KEY", KEY)
+    cfg = parse_config({
+        "mqtt": {"password_file": str(tmp_path / "pw")},
+        "nodes": {"a1b2c3d4e5f60718": {"key_file": str(tmp_path / "key")},
+                  "a1b2c3d4e5f60719": {"key_env": "NODE_KEY"}},
+    })
+    assert cfg.mqtt.password_value == "s3cret"
+    assert cfg.nodes.nodes["a1b2c3d4e5f60718"].key_bytes == bytes.fromhex(KEY)
+    assert cfg.nodes.nodes["a1b2c3d4e5f60719"].key_bytes == bytes.fromhex(KEY)
+
+
+def test_example_config_is_valid_and_documents_every_option() -> None:
+    example = ROOT / "packaging" / "config.example.toml"
+    load_config(example)
+    text = example.read_text()
+    from gateway.config import Config
+
+    def options(model: type, prefix: str = "") -> set[str]:
+        out = set()
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            sub = getattr(ann, "model_fields", None)
+            if sub is not None:
+                out |= options(ann, prefix)
+            elif name not in {"nodes", "serial"}:
+                out.add(name)
+        return out
+
+    missing = {o for o in options(Config) if o not in text}
+    assert missing == set()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_exits_78_listing_every_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[mqtt]\nport = "x"\n[nodes]\nunknown = "maybe"\n')
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 78
+    assert "mqtt.port" in r.stderr and "nodes.unknown" in r.stderr and "hint" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_toml_syntax_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt\nport = 1\n")
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 78 and "line 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    r = _cli("check-config", str(tmp_path / "none.toml"))
+    assert r.returncode == 78 and "cannot read" in r.stderr
+
+
+def test_run_refuses_a_bad_config_with_78(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[outbox]\nsync = 'sometimes'\n")
+    r = _cli("run", "-c", str(bad))
+    assert r.returncode == 78 and "outbox.sync" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_version() -> None:
+    r = _cli("version")
+    assert r.returncode == 0 and r.stdout.startswith("tinyml-gateway ")

@@ -1,0 +1,165 @@
+"""The outbox on its own: delivery cursors, caps, bad files, a full disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import OutboxError, OutboxFullError
+from gateway.model import RecordKind
+from gateway.outbox import NewRecord, NodeState, Outbox
+from gateway.protocol import Event, SequenceState, encode
+
+NOW = 1_763_800_000_000
+
+
+def rec(seq: int, node: int = 0xFFFF_0000_0000_0001, ts: int = NOW, pad: int = 0) -> NewRecord:
+    raw = encode(Event(1, 2, 3, 4, tuple(range(pad))), node_id=node, boot_id=1, seq=seq, uptime_ms=seq)
+    return NewRecord(RecordKind.EVENT, node, 1, seq, seq, ts, None, "serial", raw)
+
+
+def outbox(path: Path, **kw) -> Outbox:
+    return Outbox(path, max_size_bytes=kw.pop("max_size_bytes", 10**9), max_age_ms=kw.pop("max_age_ms", 10**12), **kw)
+
+
+async def test_records_stay_until_every_sink_confirms(tmp_path: Path) -> None:
+    ob = outbox(tmp_path / "o.db")
+    await ob.open(["a", "b"])
+    await ob.commit([rec(s) for s in range(1, 11)], {})
+    got = await ob.fetch(0, 100)
+    assert [r.seq for r in got] == list(range(1, 11))
+    assert got[0].node_id == 0xFFFF_0000_0000_0001  # all 64 bits survive SQLite's signed ints
+    await ob.ack("a", got[-1].id)
+    assert await ob.pending("a") == 0 and await ob.pending("b") == 10
+    assert len(await ob.fetch(0, 100)) == 10  # b still needs them
+    await ob.ack("b", got[4].id)
+    assert [r.seq for r in await ob.fetch(0, 100)] == list(range(6, 11))
+    await ob.close()
+    # cursors survive a restart; a new sink starts with what is still stored
+    ob = outbox(tmp_path / "o.db")
+    await ob.open(["a", "b", "c"])
+    assert await ob.cursor("b") == got[4].id
+    assert await ob.pending("c") == 5
+    await ob.close()
+
+
+async def test_node_state_round_trips(tmp_path: Path) -> None:
+    ob = outbox(tmp_path / "o.db")
+    await ob.open(["a"])
+    st = NodeState(SequenceState(7, 41, {43, 45}, {2: 123}), offset_ms=NOW - 5000, downlink_seq=9, info=b"\x01")
+    await ob.commit([], {0xFFFF_FFFF_FFFF_FFFF: st})
+    await ob.close()
+    ob = outbox(tmp_path / "o.db")
+    nodes = await ob.open(["a"])
+    assert nodes == {0xFFFF_FFFF_FFFF_FFFF: st}
+    await ob.close()
+
+
+async def test_size_cap_drops_the_oldest_and_counts_exactly_per_sink(tmp_path: Path) -> None:
+    ob = outbox(tmp_path / "o.db", max_size_bytes=200_000)
+    await ob.open(["fast", "slow"])
+    await ob.commit([rec(s, pad=20) for s in range(1, 3001)], {})
+    first = await ob.fetch(0, 100)
+    await ob.ack("fast", first[-1].id)  # fast has the first 100, slow has none
+    cap, expired = await ob.enforce_limits(NOW)
+    assert expired == {}
+    left = await ob.fetch(0, 10_000)
+    dropped = 3000 - len(left)
+    assert dropped > 0 and ob.stats.used_bytes <= 200_000
+    assert [r.seq for r in left] == list(range(dropped + 1, 3001))  # the oldest went
+    assert cap == {"slow": dropped, "fast": dropped - 100}
+    assert await ob.counters() == {"dropped:slow": dropped, "dropped:fast": dropped - 100}
+    await ob.close()
+
+
+async def test_max_age_expires_old_records(tmp_path: Path) -> None:
+    ob = outbox(tmp_path / "o.db", max_age_ms=3_600_000)
+    await ob.open(["a"])
+    await ob.commit([rec(1, ts=NOW - 7_200_000), rec(2, ts=NOW - 10), rec(3, ts=NOW - 7_200_000)], {})
+    _, expired = await ob.enforce_limits(NOW)
+    assert expired == {"a": 2}
+    assert [r.seq for r in await ob.fetch(0, 10)] == [2]
+    assert ob.stats.expired == 2
+    await ob.close()
+
+
+async def test_restamp_moves_unsynced_records_of_this_boot_only(tmp_path: Path) -> None:
+    ob = outbox(tmp_path / "o.db")
+    await ob.open(["a"])
+    r1, r2 = rec(1), rec(2)
+    await ob.commit(
+        [NewRecord(**{**{f: getattr(r1, f) for f in r1.__slots__}, "unsynced": "boot-A"}),
+         NewRecord(**{**{f: getattr(r2, f) for f in r2.__slots__}, "unsynced": "boot-old"})], {})
+    assert await ob.restamp("boot-A", 5000) == 1
+    a, b = await ob.fetch(0, 10)
+    assert (a.ts_ms, a.clock_synced) == (NOW + 5000, True)
+    assert (b.ts_ms, b.clock_synced) == (NOW, False)
+    await ob.close()
+
+
+async def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    path.write_bytes(b"this is not sqlite, it is a shopping list\n" * 100)
+    before = path.read_bytes()
+    with pytest.raises(OutboxError) as info:
+        await outbox(path).open(["a"])
+    assert "not a usable SQLite database" in str(info.value) and "move it aside" in str(info.value)
+    assert path.read_bytes() == before
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(OutboxError, match="newer than this gateway"):
+        await outbox(path).open(["a"])
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"a small tmpfs is needed to test a full disk (run as root): {r.stderr}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+async def test_a_full_disk_refuses_new_records_and_keeps_stored_ones(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "small", "2m") as mnt:
+        filler = mnt / "filler"  # what an operator will delete to make room
+        filler.write_bytes(os.urandom(1_200_000))
+        ob = outbox(mnt / "o.db", sync="normal")
+        await ob.open(["a"])
+        stored = 0
+        with pytest.raises(OutboxFullError):
+            for start in range(1, 100_000, 200):
+                await ob.commit([rec(s, pad=32) for s in range(start, start + 200)], {})
+                stored += 200
+        assert ob.stats.disk_full and stored > 0
+        # everything committed before the disk filled is intact
+        got = await ob.fetch(0, 100_000)
+        assert [r.seq for r in got] == list(range(1, stored + 1))
+        # single records fill the last gaps, then fail too, and still lose nothing
+        with pytest.raises(OutboxFullError):
+            for _ in range(10_000):
+                await ob.commit([rec(stored + 1)], {})
+                stored += 1
+        got = await ob.fetch(0, 100_000)
+        assert [r.seq for r in got] == list(range(1, stored + 1))
+        # space comes back: writes resume, and the sink's confirmation frees records
+        filler.unlink()
+        await ob.ack("a", got[-1].id)
+        await ob.commit([rec(stored + 1)], {})
+        assert not ob.stats.disk_full
+        assert [r.seq for r in await ob.fetch(0, 10)] == [stored + 1]
+        await ob.close()

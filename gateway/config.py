@@ -216,6 +216,8 @@ class OutboxSection(_Strict):
     """full: an acknowledged event survives a power cut; normal: a process crash only."""
     commit_interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
     commit_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    check_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """How often the size cap and the maximum age are applied."""
 
 
 class LogSection(_Strict):

@@ -416,22 +416,31 @@ class Outbox:
 
     @staticmethod
     def _drop(db: sqlite3.Connection, where: str, params: tuple[int, ...]) -> dict[str, int]:
-        """Deletes the records matching ``where``; counts, per sink, those it never confirmed."""
+        """Deletes the records matching ``where``; counts, per sink, those it never confirmed.
+
+        Returns records lost per sink; the counters table also keeps events lost
+        per sink (``dropped_events:<sink>``), the figure users ask about.
+        """
         lost = {}
+        event = _KIND_CODES[RecordKind.EVENT]
         for name, acked in db.execute("SELECT name, acked FROM sinks").fetchall():
-            n = db.execute(
-                f"SELECT count(*) FROM records WHERE id > ? AND {where}",  # noqa: S608 (fixed SQL)
-                (acked, *params),
-            ).fetchone()[0]
+            n, events = db.execute(
+                "SELECT count(*), coalesce(sum(kind = ?), 0) FROM records "  # noqa: S608
+                f"WHERE id > ? AND {where}",
+                (event, acked, *params),
+            ).fetchone()
             if n:
                 lost[name] = int(n)
+                for counter, value in (
+                    (f"dropped_records:{name}", n),
+                    (f"dropped_events:{name}", events),
+                ):
+                    db.execute(
+                        "INSERT INTO counters(name, value) VALUES (?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                        (counter, int(value)),
+                    )
         db.execute(f"DELETE FROM records WHERE {where}", params)  # noqa: S608 (fixed SQL)
-        for name, n in lost.items():
-            db.execute(
-                "INSERT INTO counters(name, value) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                (f"dropped:{name}", n),
-            )
         return lost
 
     def _refresh_stats(self, db: sqlite3.Connection) -> None:

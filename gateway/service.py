@@ -32,7 +32,6 @@ from gateway.systemd import notify, watchdog_interval_s
 
 log = logging.getLogger(__name__)
 
-MAINTENANCE_S = 10.0
 READY_WAIT_S = 5.0  # how long READY waits for the first connection attempt of each sink
 
 
@@ -156,7 +155,7 @@ def _health_sections(gw: Gateway) -> None:
 async def _maintain(gw: Gateway) -> None:
     while True:
         await gw.outbox.enforce_limits(Clock.now_ms())
-        await asyncio.sleep(MAINTENANCE_S)
+        await asyncio.sleep(gw.config.outbox.check_interval_s)
 
 
 async def _watchdog(enabled: bool) -> None:

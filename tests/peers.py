@@ -53,7 +53,12 @@ class Mosquitto:
             "log_dest stderr",
             "log_type error",
             "log_type warning",
+            "log_type notice",
         ]
+        if os.geteuid() == 0:
+            # as root, Mosquitto switches to user "mosquitto", who cannot write the
+            # persistence file into pytest's private tmp dir; "root" keeps the user
+            lines.append("user root")
         if "allow_anonymous" not in self.extra and "listener" not in self.extra:
             lines.append("allow_anonymous true")
         path = self.workdir / "mosquitto.conf"
@@ -70,7 +75,10 @@ class Mosquitto:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
                 return
             if self.proc.poll() is not None:
                 break
@@ -93,9 +101,12 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
+    _parsed: Any = None
 
     def json(self) -> Any:
-        return json.loads(self.payload)
+        if self._parsed is None:
+            self._parsed = json.loads(self.payload)
+        return self._parsed
 
 
 class Collector:
@@ -108,7 +119,6 @@ class Collector:
         self.messages: list[Received] = []
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
-        self._changed = asyncio.Event()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -129,7 +139,6 @@ class Collector:
                     self.connected.set()
                     async for m in client.messages:
                         self.messages.append(Received(str(m.topic), bytes(m.payload), m.retain))  # type: ignore[arg-type]
-                        self._changed.set()
             except aiomqtt.MqttError:
                 self.connected.clear()
                 await asyncio.sleep(0.1)
@@ -149,21 +158,39 @@ class Collector:
         while not predicate():
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out after {timeout} s waiting on {self.topic}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting on {self.topic} "
+                    f"({len(self.messages)} messages so far)"
+                )
+            # predicates may walk every message: check a few times a second, not per message
+            await asyncio.sleep(min(left, 0.25))
 
 
 def gateway_config(
     tmp: Path, broker: Mosquitto | None, serial: list[str], **sections: dict[str, Any]
 ) -> Config:
+    return parse_config(config_data(tmp, broker, serial, **sections))
+
+
+def config_data(
+    tmp: Path, broker: Mosquitto | None, serial: list[str], **sections: dict[str, Any]
+) -> dict[str, Any]:
+    """The TOML-shaped test configuration (what a user's file would hold)."""
     data: dict[str, Any] = {
         "gateway": {"id": "gw", "data_dir": str(tmp / "data"), "clock_check": "assume-synced"},
         "serial": [{"path": p, "reopen_max_s": 0.5, "rescan_s": 0.2} for p in serial],
-        "mqtt": {"host": "127.0.0.1", "port": broker.port if broker else free_port(),
-                 "reconnect_max_s": 1.0, "commands": ["ping", "get_info", "set_threshold",
-                                                      "set_heartbeat_period", "set_sample_rate"]},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker.port if broker else free_port(),
+            "reconnect_max_s": 1.0,
+            "commands": [
+                "ping",
+                "get_info",
+                "set_threshold",
+                "set_heartbeat_period",
+                "set_sample_rate",
+            ],
+        },
         "outbox": {"commit_interval_ms": 5},
         "log": {"bad_input_interval_s": 0},
         "health": {"interval_s": 1},
@@ -171,7 +198,7 @@ def gateway_config(
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
-    return parse_config(data)
+    return data
 
 
 @contextlib.asynccontextmanager

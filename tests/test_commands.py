@@ -40,28 +40,50 @@ async def test_every_command_outcome(tmp_path: Path, mosquitto: Mosquitto, pty) 
     sub = Collector(mosquitto, "tinyml/gw/+/cmd/ack")
     await sub.start()
     cfg = gateway_config(
-        tmp_path, mosquitto, [link.path],
+        tmp_path,
+        mosquitto,
+        [link.path],
         nodes={node_hex(A): {"commands": ["ping", "set_threshold", "get_info"]}, node_hex(B): {}},
     )
     sim = asyncio.create_task(runner.run())
     try:
         async with running(cfg) as gw, aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-            while not (gw.registry.get(A) and gw.registry.get(A).online and gw.registry.get(MUTE) and gw.registry.get(MUTE).online):
+            while not (
+                gw.registry.get(A)
+                and gw.registry.get(A).online
+                and gw.registry.get(MUTE)
+                and gw.registry.get(MUTE).online
+            ):
                 await asyncio.sleep(0.05)
             na, nb, nm = node_hex(A), node_hex(B), node_hex(MUTE)
 
             r = await _ask(client, sub, na, json.dumps({"id": 1, "method": "ping"}))
             assert r == {"id": 1, "ok": True, "status": "ok"}
 
-            r = await _ask(client, sub, na, json.dumps({"id": "t", "method": "set_threshold", "params": {"threshold": 0.5}}))
+            r = await _ask(
+                client,
+                sub,
+                na,
+                json.dumps({"id": "t", "method": "set_threshold", "params": {"threshold": 0.5}}),
+            )
             assert r["ok"] is True
             assert a.threshold == 32768  # the node applied it
 
-            r = await _ask(client, sub, na, json.dumps({"id": 2, "method": "set_threshold", "params": {"threshold": 7}}))
+            r = await _ask(
+                client,
+                sub,
+                na,
+                json.dumps({"id": 2, "method": "set_threshold", "params": {"threshold": 7}}),
+            )
             assert r["status"] == "bad_params" and "between 0 and 1" in r["error"]
 
             # allowed by the sink, not by this node's own list
-            r = await _ask(client, sub, na, json.dumps({"id": 3, "method": "set_sample_rate", "params": {"hz": 50}}))
+            r = await _ask(
+                client,
+                sub,
+                na,
+                json.dumps({"id": 3, "method": "set_sample_rate", "params": {"hz": 50}}),
+            )
             assert r["status"] == "refused"
 
             # not allowed by the sink ([mqtt] commands has no reboot)

@@ -46,7 +46,11 @@ def problems(data: dict) -> list[tuple[str, str, str]]:
         ({"nodes": {"0000000000000000": {}}}, "nodes.0000000000000000", "reserved"),
         ({"nodes": {"a1b2c3d4e5f60718": {"key": "zz"}}}, "nodes.a1b2c3d4e5f60718", "hexadecimal"),
         ({"nodes": {"a1b2c3d4e5f60718": {"key": "00"}}}, "nodes.a1b2c3d4e5f60718", "16 to 64"),
-        ({"nodes": {"a1b2c3d4e5f60718": {"key_file": "/nonexistent"}}}, "nodes.a1b2c3d4e5f60718", "key_file"),
+        (
+            {"nodes": {"a1b2c3d4e5f60718": {"key_file": "/nonexistent"}}},
+            "nodes.a1b2c3d4e5f60718",
+            "key_file",
+        ),
         ({"nodes": {"a1b2c3d4e5f60718": {"name": 5}}}, "nodes.a1b2c3d4e5f60718.name", "string"),
         ({"outbox": {"sync": "sometimes"}}, "outbox.sync", "'full' or 'normal'"),
         ({"outbox": {"max_size_mb": 0}}, "outbox.max_size_mb", "greater than 0"),
@@ -68,11 +72,15 @@ def test_secrets_from_file_and_environment(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "pw").write_text("s3cret\n")
     (tmp_path / "key").write_text(KEY + "\n")
     monkeypatch.setenv("NODE_KEY", KEY)
-    cfg = parse_config({
-        "mqtt": {"password_file": str(tmp_path / "pw")},
-        "nodes": {"a1b2c3d4e5f60718": {"key_file": str(tmp_path / "key")},
-                  "a1b2c3d4e5f60719": {"key_env": "NODE_KEY"}},
-    })
+    cfg = parse_config(
+        {
+            "mqtt": {"password_file": str(tmp_path / "pw")},
+            "nodes": {
+                "a1b2c3d4e5f60718": {"key_file": str(tmp_path / "key")},
+                "a1b2c3d4e5f60719": {"key_env": "NODE_KEY"},
+            },
+        }
+    )
     assert cfg.mqtt.password_value == "s3cret"
     assert cfg.nodes.nodes["a1b2c3d4e5f60718"].key_bytes == bytes.fromhex(KEY)
     assert cfg.nodes.nodes["a1b2c3d4e5f60719"].key_bytes == bytes.fromhex(KEY)
@@ -100,7 +108,9 @@ def test_example_config_is_valid_and_documents_every_option() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_check_config_exits_78_listing_every_error(tmp_path: Path) -> None:

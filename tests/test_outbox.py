@@ -20,12 +20,19 @@ NOW = 1_763_800_000_000
 
 
 def rec(seq: int, node: int = 0xFFFF_0000_0000_0001, ts: int = NOW, pad: int = 0) -> NewRecord:
-    raw = encode(Event(1, 2, 3, 4, tuple(range(pad))), node_id=node, boot_id=1, seq=seq, uptime_ms=seq)
+    raw = encode(
+        Event(1, 2, 3, 4, tuple(range(pad))), node_id=node, boot_id=1, seq=seq, uptime_ms=seq
+    )
     return NewRecord(RecordKind.EVENT, node, 1, seq, seq, ts, None, "serial", raw)
 
 
 def outbox(path: Path, **kw) -> Outbox:
-    return Outbox(path, max_size_bytes=kw.pop("max_size_bytes", 10**9), max_age_ms=kw.pop("max_age_ms", 10**12), **kw)
+    return Outbox(
+        path,
+        max_size_bytes=kw.pop("max_size_bytes", 10**9),
+        max_age_ms=kw.pop("max_age_ms", 10**12),
+        **kw,
+    )
 
 
 async def test_records_stay_until_every_sink_confirms(tmp_path: Path) -> None:
@@ -52,7 +59,9 @@ async def test_records_stay_until_every_sink_confirms(tmp_path: Path) -> None:
 async def test_node_state_round_trips(tmp_path: Path) -> None:
     ob = outbox(tmp_path / "o.db")
     await ob.open(["a"])
-    st = NodeState(SequenceState(7, 41, {43, 45}, {2: 123}), offset_ms=NOW - 5000, downlink_seq=9, info=b"\x01")
+    st = NodeState(
+        SequenceState(7, 41, {43, 45}, {2: 123}), offset_ms=NOW - 5000, downlink_seq=9, info=b"\x01"
+    )
     await ob.commit([], {0xFFFF_FFFF_FFFF_FFFF: st})
     await ob.close()
     ob = outbox(tmp_path / "o.db")
@@ -74,14 +83,21 @@ async def test_size_cap_drops_the_oldest_and_counts_exactly_per_sink(tmp_path: P
     assert dropped > 0 and ob.stats.used_bytes <= 200_000
     assert [r.seq for r in left] == list(range(dropped + 1, 3001))  # the oldest went
     assert cap == {"slow": dropped, "fast": dropped - 100}
-    assert await ob.counters() == {"dropped:slow": dropped, "dropped:fast": dropped - 100}
+    assert await ob.counters() == {
+        "dropped_records:slow": dropped,
+        "dropped_records:fast": dropped - 100,
+        "dropped_events:slow": dropped,
+        "dropped_events:fast": dropped - 100,
+    }
     await ob.close()
 
 
 async def test_max_age_expires_old_records(tmp_path: Path) -> None:
     ob = outbox(tmp_path / "o.db", max_age_ms=3_600_000)
     await ob.open(["a"])
-    await ob.commit([rec(1, ts=NOW - 7_200_000), rec(2, ts=NOW - 10), rec(3, ts=NOW - 7_200_000)], {})
+    await ob.commit(
+        [rec(1, ts=NOW - 7_200_000), rec(2, ts=NOW - 10), rec(3, ts=NOW - 7_200_000)], {}
+    )
     _, expired = await ob.enforce_limits(NOW)
     assert expired == {"a": 2}
     assert [r.seq for r in await ob.fetch(0, 10)] == [2]
@@ -94,8 +110,12 @@ async def test_restamp_moves_unsynced_records_of_this_boot_only(tmp_path: Path) 
     await ob.open(["a"])
     r1, r2 = rec(1), rec(2)
     await ob.commit(
-        [NewRecord(**{**{f: getattr(r1, f) for f in r1.__slots__}, "unsynced": "boot-A"}),
-         NewRecord(**{**{f: getattr(r2, f) for f in r2.__slots__}, "unsynced": "boot-old"})], {})
+        [
+            NewRecord(**{**{f: getattr(r1, f) for f in r1.__slots__}, "unsynced": "boot-A"}),
+            NewRecord(**{**{f: getattr(r2, f) for f in r2.__slots__}, "unsynced": "boot-old"}),
+        ],
+        {},
+    )
     assert await ob.restamp("boot-A", 5000) == 1
     a, b = await ob.fetch(0, 10)
     assert (a.ts_ms, a.clock_synced) == (NOW + 5000, True)
@@ -125,7 +145,11 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
     where.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         pytest.fail(f"a small tmpfs is needed to test a full disk (run as root): {r.stderr}")
     try:

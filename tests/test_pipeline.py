@@ -13,13 +13,20 @@ from gateway.sim.node import LABELS, MODEL_ID, SimulatedNode, expected_event
 from tests.peers import Collector, Mosquitto, gateway_config, running
 
 
-async def test_events_arrive_with_every_field_and_nodes_get_acks(tmp_path: Path, mosquitto: Mosquitto, pty) -> None:
+async def test_events_arrive_with_every_field_and_nodes_get_acks(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
     link = pty()
     nodes = [SimulatedNode(0x1000 + i, boot_id=3, window=(i == 0)) for i in range(2)]
     runner = NodeRunner(link, nodes, rate_hz=50, count=40)
     sub = Collector(mosquitto, "tinyml/gw/#")
     await sub.start()
-    cfg = gateway_config(tmp_path, mosquitto, [link.path], nodes={node_hex(0x1000): {"name": "press-1", "group": "hall"}})
+    cfg = gateway_config(
+        tmp_path,
+        mosquitto,
+        [link.path],
+        nodes={node_hex(0x1000): {"name": "press-1", "group": "hall"}},
+    )
     async with running(cfg) as gw:
         await asyncio.wait_for(runner.run(until_acked=True), 60)  # every event ACKed by the gateway
         await sub.wait_for(lambda: len(sub.where("/event")) >= 80)
@@ -46,11 +53,16 @@ async def test_events_arrive_with_every_field_and_nodes_get_acks(tmp_path: Path,
             assert seqs == sorted(seqs)
         # timestamps follow node uptime; the offset estimate may only improve by transit delay
         ts = [(e["uptime_ms"], e["ts"]) for e in events if e["node"] == node_hex(0x1001)]
-        assert all(abs((t2 - t1) - (u2 - u1)) <= 100 for (u1, t1), (u2, t2) in zip(ts, ts[1:], strict=False))
+        assert all(
+            abs((t2 - t1) - (u2 - u1)) <= 100
+            for (u1, t1), (u2, t2) in zip(ts, ts[1:], strict=False)
+        )
         assert gw.health.counters["events"] == 80
         await sub.wait_for(lambda: len(sub.where("/info")) >= 2)
         # the gateway's health is published every health.interval_s (1 s here)
-        await sub.wait_for(lambda: any(m.json()["nodes"]["online"] == 2 for m in sub.where("/gw/status")))
+        await sub.wait_for(
+            lambda: any(m.json()["nodes"]["online"] == 2 for m in sub.where("/gw/status"))
+        )
     # (a live subscriber gets retain=0 by the MQTT rules; the late-subscriber test checks retention)
     info = sub.where(f"{node_hex(0x1000)}/info")[0]
     assert info.json()["labels"] == list(LABELS)
@@ -63,7 +75,9 @@ async def test_events_arrive_with_every_field_and_nodes_get_acks(tmp_path: Path,
     await sub.stop()
 
 
-async def test_retained_topics_and_last_will_for_late_subscribers(tmp_path: Path, mosquitto: Mosquitto, pty) -> None:
+async def test_retained_topics_and_last_will_for_late_subscribers(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
     link = pty()
     node = SimulatedNode(0x2000, boot_id=1)
     runner = NodeRunner(link, [node], rate_hz=20, count=5)
@@ -72,7 +86,15 @@ async def test_retained_topics_and_last_will_for_late_subscribers(tmp_path: Path
         await asyncio.wait_for(runner.run(until_acked=True), 30)
         late = Collector(mosquitto, "tinyml/gw/#")
         await late.start()
-        await late.wait_for(lambda: {m.topic for m in late.messages} >= {
-            "tinyml/gw/status", f"tinyml/gw/{node_hex(0x2000)}/info", f"tinyml/gw/{node_hex(0x2000)}/status"})
+        await late.wait_for(
+            lambda: (
+                {m.topic for m in late.messages}
+                >= {
+                    "tinyml/gw/status",
+                    f"tinyml/gw/{node_hex(0x2000)}/info",
+                    f"tinyml/gw/{node_hex(0x2000)}/status",
+                }
+            )
+        )
         assert all(m.retain for m in late.messages if not m.topic.endswith("/event"))
         await late.stop()

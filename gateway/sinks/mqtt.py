@@ -89,7 +89,7 @@ class MqttSession:
 
     def client(self) -> aiomqtt.Client:
         link = self.link
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             link.host,
             link.port,
             username=link.username,
@@ -105,6 +105,9 @@ class MqttSession:
             clean_session=None if link.v5 else True,
             timeout=30,
         )
+        # aiomqtt warns above 10 pending publishes; we keep up to max_inflight on purpose
+        client.pending_calls_threshold = link.max_inflight + 100
+        return client
 
     async def subscribe(self, client: aiomqtt.Client, subs: Sequence[Subscription]) -> None:
         for sub in subs:

@@ -110,7 +110,7 @@ def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "run", "-c", str(config)],
         cwd=ROOT,
-        stderr=open(log, "ab"),  # noqa: SIM115
+        stderr=open(log, "ab"),
         stdout=subprocess.DEVNULL,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 from gateway.fields import SCHEMA
@@ -54,8 +55,7 @@ async def test_events_arrive_with_every_field_and_nodes_get_acks(
         # timestamps follow node uptime; the offset estimate may only improve by transit delay
         ts = [(e["uptime_ms"], e["ts"]) for e in events if e["node"] == node_hex(0x1001)]
         assert all(
-            abs((t2 - t1) - (u2 - u1)) <= 100
-            for (u1, t1), (u2, t2) in zip(ts, ts[1:], strict=False)
+            abs((t2 - t1) - (u2 - u1)) <= 100 for (u1, t1), (u2, t2) in itertools.pairwise(ts)
         )
         assert gw.health.counters["events"] == 80
         await sub.wait_for(lambda: len(sub.where("/info")) >= 2)

@@ -215,10 +215,12 @@ async def serve(gw: Gateway, t0: float | None = None) -> None:
         await _shutdown(gw)
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = 10.0) -> None:
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in stuck:  # a bug, not an input: say which part, and stop anyway
+        log.error("%s did not stop within %.0f s of being cancelled", task.get_name(), timeout_s)
 
 
 async def _shutdown(gw: Gateway) -> None:

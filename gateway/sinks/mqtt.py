@@ -144,6 +144,10 @@ class MqttSession:
                             await on_message(client, message)
                     # the message loop only ends when the connection does
             except* aiomqtt.MqttError as group:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # aiomqtt turns a cancelled connect into MqttError: stopping wins
+                    raise asyncio.CancelledError from None
                 exc = group.exceptions[0]
                 self.connected = False
                 self.first_attempt_done.set()

@@ -71,7 +71,7 @@ class Mosquitto:
             pytest.fail("mosquitto is not installed: run scripts/setup.sh (apt package mosquitto)")
         self.proc = subprocess.Popen(
             [binary, "-c", str(self.conf())],
-            stderr=open(self.workdir / "mosquitto.log", "ab"),  # noqa: SIM115
+            stderr=open(self.workdir / "mosquitto.log", "ab"),
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import __version__
+from gateway.errors import ConfigError
 
 EX_OK = 0
 EX_CONFIG = 78  # sysexits.h EX_CONFIG
@@ -79,16 +80,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_simulate(args)
 
 
+def _print_problems(intro: str, exc: ConfigError) -> None:
+    print(f"{intro} {len(exc.problems)} problem(s):", file=sys.stderr)
+    for field, msg, hint in exc.problems:
+        print(f"  {field}: {msg}" + (f"\n      hint: {hint}" if hint else ""), file=sys.stderr)
+
+
 def _check_config(path: Path) -> int:
     from gateway.config import load_config
-    from gateway.errors import ConfigError
 
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for field, msg, hint in exc.problems:
-            print(f"  {field}: {msg}" + (f"\n      hint: {hint}" if hint else ""), file=sys.stderr)
+        _print_problems(f"{path}:", exc)
         return EX_CONFIG
     print(
         f"{path}: OK (gateway {cfg.gateway.id}, {len(cfg.serial)} serial source(s), "
@@ -99,17 +103,14 @@ def _check_config(path: Path) -> int:
 
 def _run(path: Path) -> int:
     from gateway.config import load_config
-    from gateway.errors import ConfigError, OutboxError
+    from gateway.errors import OutboxError
     from gateway.logs import setup_logging
     from gateway.service import run
 
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        print(f"{path}: refusing to start: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for field, msg, hint in exc.problems:
-            print(f"  {field}: {msg}" + (f" ({hint})" if hint else ""), file=sys.stderr)
-        print(f"run: tinyml-gateway check-config {path}", file=sys.stderr)
+        _print_problems(f"{path}: refusing to start:", exc)
         return EX_CONFIG
     setup_logging(cfg.log.level, cfg.log.format)
     try:

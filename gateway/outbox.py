@@ -395,23 +395,12 @@ class Outbox:
             ).fetchone()[0]
             for name, lost in self._drop(db, "id <= ?", (cut,)).items():
                 cap[name] = cap.get(name, 0) + lost
-        # per sink, lost records are a prefix; the largest count is the records lost
-        lost_cap = max(cap.values(), default=0)
-        lost_age = max(expired.values(), default=0)
-        if lost_cap:
-            self.stats.dropped_cap += lost_cap
-            log.warning(
-                "outbox over its cap of %.1f MB: dropped the oldest records (%s)",
-                self.max_size_bytes / 1e6,
-                ", ".join(f"{k}: {v}" for k, v in cap.items()),
-            )
-        if lost_age:
-            self.stats.expired += lost_age
-            log.warning(
-                "outbox: dropped records older than %.1f h (%s)",
-                self.max_age_ms / 3.6e6,
-                ", ".join(f"{k}: {v}" for k, v in expired.items()),
-            )
+        self.stats.dropped_cap += _report(
+            cap, f"over its cap of {self.max_size_bytes / 1e6:.1f} MB: dropped the oldest records"
+        )
+        self.stats.expired += _report(
+            expired, f"dropped records older than {self.max_age_ms / 3.6e6:.1f} h"
+        )
         return cap, expired
 
     @staticmethod
@@ -451,6 +440,15 @@ class Outbox:
             return dict(db.execute("SELECT name, value FROM counters").fetchall())
 
         return await self._run(read, self.db)
+
+
+def _report(lost: dict[str, int], what: str) -> int:
+    """Logs one line for records lost per sink; returns how many records were lost."""
+    if not lost:
+        return 0
+    log.warning("outbox %s (%s)", what, ", ".join(f"{k}: {v}" for k, v in lost.items()))
+    # per sink, lost records are a prefix of what it had left; the largest count is the total
+    return max(lost.values())
 
 
 def _used_bytes(db: sqlite3.Connection) -> int:

@@ -89,6 +89,7 @@ class MqttSession:
 
     def client(self) -> aiomqtt.Client:
         link = self.link
+        tls = _tls(link)  # reads the CA and key files: once per connection, not twice
         client = aiomqtt.Client(
             link.host,
             link.port,
@@ -98,8 +99,8 @@ class MqttSession:
             protocol=aiomqtt.ProtocolVersion.V5 if link.v5 else aiomqtt.ProtocolVersion.V311,
             will=self.will,
             keepalive=link.keepalive_s,
-            tls_context=_tls(link),
-            tls_insecure=link.tls_insecure if _tls(link) else None,
+            tls_context=tls,
+            tls_insecure=link.tls_insecure if tls else None,
             max_inflight_messages=link.max_inflight,
             max_queued_outgoing_messages=0,
             clean_session=None if link.v5 else True,

@@ -91,7 +91,6 @@ def writer(
     """Writes events round-robin over its nodes; paced when rate_hz is set (events/s for this port)."""
     t0 = time.monotonic()
     sent = 0
-    total = per_node * len(nodes)
     batch = bytearray()
     for s in range(1, per_node + 1):
         for node in nodes:
@@ -115,7 +114,6 @@ def writer(
             return
     if batch:
         write_all(link_fd, batch)
-    _ = total
 
 
 def drain(fd: int, stop: threading.Event) -> None:

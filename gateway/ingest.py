@@ -244,12 +244,12 @@ class Ingest:
         else:
             self._control(batch, node, item, unsynced)
 
-    def _can_ack(self, node: LiveNode, item: Inbound) -> bool:
+    def _can_ack(self, item: Inbound) -> bool:
         return item.downlink is not None and item.transport in self._ack_transports
 
     def _event(self, batch: _Batch, node: LiveNode, item: Inbound, unsynced: str | None) -> None:
         h = item.message.header
-        if self._can_ack(node, item):
+        if self._can_ack(item):
             batch.ack.add(node.node_id)
         if h.seq == 0:
             self.c["rejected_event_seq_0"] += 1
@@ -293,7 +293,7 @@ class Ingest:
             lost = node.state.seq.skip_below(h.boot_id, body.retx_floor)
             if lost:
                 self.c["events_lost_at_node"] += lost
-            if self._can_ack(node, item):
+            if self._can_ack(item):
                 batch.ack.add(node.node_id)
         elif isinstance(body, Info):
             node.set_info(body)

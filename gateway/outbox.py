@@ -109,11 +109,9 @@ class NewRecord:
 
 @dataclass(slots=True)
 class OutboxStats:
-    records: int = 0
     used_bytes: int = 0
     dropped_cap: int = 0  # records deleted by the size cap before every sink had them
     expired: int = 0  # records deleted by max age before every sink had them
-    commits: int = 0
     disk_full: bool = False
 
 
@@ -263,8 +261,6 @@ class Outbox:
     async def commit(self, records: Sequence[NewRecord], nodes: dict[int, NodeState]) -> None:
         """Stores records and the given node states atomically (one fsync)."""
         await self._run(self._write, lambda db: self._commit(db, records, nodes))
-        self.stats.commits += 1
-        self.stats.records += len(records)
 
     @staticmethod
     def _commit(

@@ -36,8 +36,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.protocol import encode, encode_frame  # noqa: E402
 from gateway.sim.link import open_pty  # noqa: E402
 from gateway.sim.node import expected_event  # noqa: E402
-from tests.peers import Mosquitto, config_data  # noqa: E402
-from tests.test_no_loss import _toml  # noqa: E402
+from tests.peers import Mosquitto, config_data, toml_text  # noqa: E402
 
 UART_115200_BYTES_S = 11_520  # 8N1: 10 bits per byte
 
@@ -151,7 +150,7 @@ def start_gateway(
     data["log"] = {"level": "warning"}
     data["health"] = {"interval_s": 30}
     cfg = tmp / "gateway.toml"
-    cfg.write_text(_toml(data))
+    cfg.write_text(toml_text(data))
     sock_path = tmp / "notify.sock"
     sock_path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

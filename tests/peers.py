@@ -215,3 +215,23 @@ async def running(cfg: Config) -> AsyncIterator[Gateway]:
 
 def env_without_coverage() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
+
+
+def toml_text(data: dict, prefix: str = "") -> str:
+    """Just enough TOML for a dumped Config."""
+    scalars, tables, arrays = [], [], []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            arrays.append((k, v))
+        else:
+            scalars.append(f"{json.dumps(k)} = {json.dumps(v)}")
+    out = "\n".join(scalars) + "\n"
+    for k, v in tables:
+        name = f"{prefix}{json.dumps(k)}"
+        out += f"\n[{name}]\n" + toml_text(v, name + ".")
+    for k, items in arrays:
+        for item in items:
+            out += f"\n[[{prefix}{json.dumps(k)}]]\n" + toml_text(item, f"{prefix}{json.dumps(k)}.")
+    return out

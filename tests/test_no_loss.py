@@ -24,7 +24,15 @@ from pathlib import Path
 from gateway.model import node_hex
 from gateway.sim.link import NodeRunner
 from gateway.sim.node import SimulatedNode, expected_event
-from tests.peers import Collector, Mosquitto, Received, config_data, gateway_config, running
+from tests.peers import (
+    Collector,
+    Mosquitto,
+    Received,
+    config_data,
+    gateway_config,
+    running,
+    toml_text,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +136,7 @@ async def test_sigkill_ten_times_loses_and_alters_nothing(
     ]
     data = config_data(tmp_path, mosquitto, [link_a.path, link_b.path], log={"level": "warning"})
     config = tmp_path / "gateway.toml"
-    config.write_text(_toml(data))
+    config.write_text(toml_text(data))
     log = tmp_path / "gateway.log"
     sub = Collector(mosquitto, "tinyml/gw/#", client_id="kill-subscriber")
     await sub.start()
@@ -157,28 +165,6 @@ async def test_sigkill_ten_times_loses_and_alters_nothing(
         await asyncio.gather(*sims, return_exceptions=True)
         await sub.stop()
     assert "Traceback" not in log.read_text()
-
-
-def _toml(data: dict, prefix: str = "") -> str:
-    """Just enough TOML for a dumped Config."""
-    import json
-
-    scalars, tables, arrays = [], [], []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            arrays.append((k, v))
-        else:
-            scalars.append(f"{json.dumps(k)} = {json.dumps(v)}")
-    out = "\n".join(scalars) + "\n"
-    for k, v in tables:
-        name = f"{prefix}{json.dumps(k)}"
-        out += f"\n[{name}]\n" + _toml(v, name + ".")
-    for k, items in arrays:
-        for item in items:
-            out += f"\n[[{prefix}{json.dumps(k)}]]\n" + _toml(item, f"{prefix}{json.dumps(k)}.")
-    return out
 
 
 async def test_outbox_cap_drops_exactly_the_counted_oldest_events(tmp_path: Path, pty) -> None:

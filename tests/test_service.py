@@ -15,8 +15,7 @@ import aiomqtt
 
 from gateway.sim.link import NodeRunner
 from gateway.sim.node import SimulatedNode
-from tests.peers import Mosquitto, config_data, gateway_config, running
-from tests.test_no_loss import _toml
+from tests.peers import Mosquitto, config_data, gateway_config, running, toml_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +82,7 @@ def test_ready_watchdog_and_clean_stop_under_systemd(
 ) -> None:
     link = pty()
     config = tmp_path / "gateway.toml"
-    config.write_text(_toml(config_data(tmp_path, mosquitto, [link.path])))
+    config.write_text(toml_text(config_data(tmp_path, mosquitto, [link.path])))
     sock, path = _notify_socket(tmp_path)
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
     env.pop("WATCHDOG_PID", None)
@@ -122,7 +121,7 @@ def test_an_outbox_that_is_not_a_database_stops_the_start_with_one_line(
     bad = tmp_path / "data" / "outbox.sqlite3"
     bad.write_bytes(b"\x89PNG not a database" * 64)
     config = tmp_path / "gateway.toml"
-    config.write_text(_toml(data))
+    config.write_text(toml_text(data))
     r = subprocess.run(
         [sys.executable, "-m", "gateway", "run", "-c", str(config)],
         cwd=ROOT,

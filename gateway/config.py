@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -207,6 +208,120 @@ class MqttSection(_Strict):
         return getattr(self, "_password", None)
 
 
+_TEMPLATE_FIELDS = frozenset({"name", "id", "group", "gateway"})
+
+TelemetryField = Literal[
+    "label",
+    "label_index",
+    "score",
+    "score_raw",
+    "scores",
+    "model_id",
+    "inference_us",
+    "window",
+    "boot",
+    "seq",
+    "uptime_ms",
+    "clock_synced",
+    "key",
+    "transport",
+    "battery_mv",
+    "temperature_c",
+    "inferences",
+    "events_dropped",
+    "retx_floor",
+    "rx_errors",
+    "log_level",
+    "log_text",
+]
+DEFAULT_TELEMETRY_FIELDS: list[TelemetryField] = [
+    f for f in get_args(TelemetryField) if f not in ("window", "score_raw")
+]
+
+
+def parse_rate_limits(text: str) -> list[tuple[int, float]]:
+    """ThingsBoard's "count:seconds[,count:seconds...]" form; "" means no limit."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        count, sep, seconds = part.partition(":")
+        try:
+            pair = (int(count), float(seconds))
+        except ValueError:
+            pair = (0, 0.0)
+        if not sep or pair[0] < 0 or pair[1] < 0:
+            raise ValueError(f'{part!r} is not count:seconds (e.g. "100:1,3000:60")')
+        if pair[0] and pair[1]:  # ThingsBoard writes "0:0" for "no limit"
+            out.append(pair)
+    return out
+
+
+class ThingsBoardSection(_Strict):
+    enabled: bool = False
+    host: str = "localhost"
+    port: Annotated[int, Field(gt=0, lt=65536)] = 1883
+    protocol: Literal["3.1.1", "5"] = "5"
+    access_token: str | None = None
+    access_token_file: Path | None = None
+    access_token_env: str | None = None
+    tls: TlsSection | None = None
+    """With cert_file and key_file and no token: X.509 device authentication."""
+    client_id: str | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 60
+    device_name: str = "{name}"
+    """Placeholders: {name} (the node's configured name, else its id), {id}, {group}, {gateway}."""
+    device_profile: str = "tinyml-node"
+    telemetry_fields: list[TelemetryField] = DEFAULT_TELEMETRY_FIELDS
+    max_payload_bytes: Annotated[int, Field(ge=1024, le=268_435_455)] = 65536
+    batching: bool = True
+    """Many events, of many devices, per publish; false: one event per publish."""
+    publish_budget: str = "200:1"
+    """Most publishes per window, ThingsBoard's "count:seconds,..." form; "" for none."""
+    server_limits_share: Annotated[float, Field(gt=0, le=1)] = 0.8
+    session_limits_wait_s: Annotated[float, Field(ge=0, le=120)] = 10.0
+    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 100
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    commands: list[CommandName] = SAFE_COMMANDS
+    """Commands ThingsBoard RPC and shared attributes may send to nodes."""
+
+    @field_validator("publish_budget")
+    @classmethod
+    def _budget(cls, v: str) -> str:
+        parse_rate_limits(v)
+        return v
+
+    @field_validator("device_name")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"bad template: {exc}") from None
+        unknown = names - _TEMPLATE_FIELDS
+        if unknown or not names:
+            raise ValueError(
+                'use a template with {name}, {id}, {group} or {gateway}, e.g. "{gateway}-{name}"'
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        token = _read_secret(
+            self.access_token, self.access_token_file, self.access_token_env, "access_token"
+        )
+        has_cert = self.tls is not None and self.tls.cert_file is not None
+        if self.enabled and token is None and not has_cert:
+            raise ValueError(
+                "give the gateway device's access_token (or access_token_file or "
+                "access_token_env), or tls.cert_file and tls.key_file for X.509"
+            )
+        object.__setattr__(self, "_token", token)
+        return self
+
+    @property
+    def token_value(self) -> str | None:
+        return getattr(self, "_token", None)
+
+
 class OutboxSection(_Strict):
     path: Path | None = None
     """Default: <gateway.data_dir>/outbox.sqlite3"""
@@ -242,6 +357,7 @@ class Config(_Strict):
     serial: list[SerialSection] = []
     nodes: NodesSection = NodesSection()
     mqtt: MqttSection = MqttSection()
+    thingsboard: ThingsBoardSection = ThingsBoardSection()
     outbox: OutboxSection = OutboxSection()
     log: LogSection = LogSection()
     health: HealthSection = HealthSection()

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from gateway.protocol import SequenceState
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _T = TypeVar("_T")
 
 _KIND_CODES: Final = {
@@ -80,6 +80,15 @@ _MIGRATIONS: Final[list[str]] = [
         info BLOB
     );
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+    # 2: a sink's own small state, written with its cursor (ThingsBoard: last ts per device)
+    """
+    CREATE TABLE sink_state (
+        sink TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (sink, key)
+    );
     """,
 ]
 
@@ -225,6 +234,7 @@ class Outbox:
                 db.execute("INSERT OR IGNORE INTO sinks(name, acked) VALUES (?, ?)", (name, floor))
             marks = ",".join("?" * len(self._sinks))
             db.execute(f"DELETE FROM sinks WHERE name NOT IN ({marks})", self._sinks)  # noqa: S608
+            db.execute(f"DELETE FROM sink_state WHERE sink NOT IN ({marks})", self._sinks)  # noqa: S608
 
     def _load_nodes(self, db: sqlite3.Connection) -> dict[int, NodeState]:
         out: dict[int, NodeState] = {}
@@ -302,14 +312,22 @@ class Outbox:
             ],
         )
 
-    async def ack(self, sink: str, upto_id: int) -> None:
-        """Records that ``sink`` has every record up to ``upto_id``; deletes what all sinks have."""
-        await self._run(self._write, lambda db: self._ack(db, sink, upto_id))
+    async def ack(self, sink: str, upto_id: int, state: Mapping[str, int] | None = None) -> None:
+        """Records that ``sink`` has every record up to ``upto_id``; deletes what all sinks have.
+
+        ``state`` (the sink's own values as of that position) is stored in the
+        same transaction, so the two never disagree after a crash.
+        """
+        await self._run(self._write, lambda db: self._ack(db, sink, upto_id, state or {}))
 
     @staticmethod
-    def _ack(db: sqlite3.Connection, sink: str, upto_id: int) -> None:
+    def _ack(db: sqlite3.Connection, sink: str, upto_id: int, state: Mapping[str, int]) -> None:
         db.execute("UPDATE sinks SET acked = max(acked, ?) WHERE name = ?", (upto_id, sink))
         db.execute("DELETE FROM records WHERE id <= (SELECT min(acked) FROM sinks)")
+        db.executemany(
+            "INSERT OR REPLACE INTO sink_state(sink, key, value) VALUES (?, ?, ?)",
+            [(sink, k, v) for k, v in state.items()],
+        )
 
     async def restamp(self, kernel_boot: str, correction_ms: int) -> int:
         """Moves records stamped by an unsynchronised clock (this boot) onto the synced one."""
@@ -333,6 +351,13 @@ class Outbox:
         def get(db: sqlite3.Connection) -> int:
             row = db.execute("SELECT acked FROM sinks WHERE name = ?", (sink,)).fetchone()
             return int(row[0]) if row else 0
+
+        return await self._run(get, self.db)
+
+    async def sink_state(self, sink: str) -> dict[str, int]:
+        def get(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute("SELECT key, value FROM sink_state WHERE sink = ?", (sink,))
+            return {str(k): int(v) for k, v in rows}
 
         return await self._run(get, self.db)
 

@@ -18,15 +18,17 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.commands import CommandRouter
-from gateway.config import Config
+from gateway.config import Config, TlsSection
 from gateway.health import Health
 from gateway.ingest import Ingest
 from gateway.logs import RateLimitedLog
 from gateway.nodes import NodeRegistry
 from gateway.outbox import Outbox
+from gateway.sinks import Sink
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.mqtt import MqttLink, MqttSession
 from gateway.sinks.nodered import NodeRedSink
+from gateway.sinks.thingsboard import ThingsBoardSink
 from gateway.sources.serial import SerialSource
 from gateway.systemd import notify, watchdog_interval_s
 
@@ -46,7 +48,7 @@ class Gateway:
     router: CommandRouter
     ingest: Ingest
     sources: list[SerialSource]
-    sinks: list[NodeRedSink]
+    sinks: list[Sink]
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_s: float | None = None
@@ -54,7 +56,6 @@ class Gateway:
 
 def mqtt_link(cfg: Config) -> MqttLink:
     m = cfg.mqtt
-    tls = m.tls
     return MqttLink(
         host=m.host,
         port=m.port,
@@ -63,13 +64,36 @@ def mqtt_link(cfg: Config) -> MqttLink:
         keepalive_s=m.keepalive_s,
         username=m.username,
         password=m.password_value,
-        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
-        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
-        key_file=str(tls.key_file) if tls and tls.key_file else None,
-        tls_insecure=bool(tls and tls.insecure),
         max_inflight=m.max_inflight,
         reconnect_max_s=m.reconnect_max_s,
+        **_tls_fields(m.tls),
     )
+
+
+def thingsboard_link(cfg: Config) -> MqttLink:
+    t = cfg.thingsboard
+    return MqttLink(
+        host=t.host,
+        port=t.port,
+        protocol=t.protocol,
+        client_id=t.client_id or f"tinyml-gateway-{cfg.gateway.id}",
+        keepalive_s=t.keepalive_s,
+        username=t.token_value,  # ThingsBoard: the access token is the user name
+        max_inflight=t.max_inflight,
+        reconnect_max_s=t.reconnect_max_s,
+        **_tls_fields(t.tls),
+    )
+
+
+def _tls_fields(tls: TlsSection | None) -> dict[str, Any]:
+    if tls is None:
+        return {}
+    return {
+        "ca_file": str(tls.ca_file) if tls.ca_file else None,
+        "cert_file": str(tls.cert_file) if tls.cert_file else None,
+        "key_file": str(tls.key_file) if tls.key_file else None,
+        "tls_insecure": tls.insecure,
+    }
 
 
 async def build(cfg: Config) -> Gateway:
@@ -83,7 +107,9 @@ async def build(cfg: Config) -> Gateway:
         max_age_ms=int(cfg.outbox.max_age_h * 3.6e6),
         sync=cfg.outbox.sync,
     )
-    sink_names = ["mqtt"] if cfg.mqtt.enabled else []
+    sink_names = [
+        n for n, on in (("mqtt", cfg.mqtt.enabled), ("thingsboard", cfg.thingsboard.enabled)) if on
+    ]
     states = await outbox.open(sink_names)
     registry = NodeRegistry(cfg.nodes, states)
     router = CommandRouter(registry, health, cfg.commands.timeout_s)
@@ -104,7 +130,7 @@ async def build(cfg: Config) -> Gateway:
         commit_interval_ms=cfg.outbox.commit_interval_ms,
         commit_max_events=cfg.outbox.commit_max_events,
     )
-    sinks: list[NodeRedSink] = []
+    sinks: list[Sink] = []
     if cfg.mqtt.enabled:
         delivery = Delivery("mqtt", outbox)
         deliveries.append(delivery)
@@ -123,6 +149,22 @@ async def build(cfg: Config) -> Gateway:
         )
         session.will = sink.will()
         sinks.append(sink)
+    if cfg.thingsboard.enabled:
+        delivery = Delivery("thingsboard", outbox)
+        deliveries.append(delivery)
+        sinks.append(
+            ThingsBoardSink(
+                session=MqttSession("thingsboard", thingsboard_link(cfg)),
+                delivery=delivery,
+                cfg=cfg.thingsboard,
+                gateway_id=cfg.gateway.id,
+                router=router,
+                registry=registry,
+                health=health,
+                health_interval_s=cfg.health.interval_s,
+                bad_input=bad,
+            )
+        )
     sources = [SerialSource(s, clock, bad) for s in cfg.serial]
     gw = Gateway(cfg, health, outbox, registry, router, ingest, sources, sinks)
     _health_sections(gw)

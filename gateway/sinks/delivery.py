@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 
 from gateway.errors import OutboxError
 from gateway.model import Record
@@ -30,9 +31,13 @@ class Delivery:
         self.confirmed = 0
         self._persisted = 0
         self.delivered = 0
+        # the sink's own values as of ``confirmed`` (e.g. last ts per device), stored with it
+        self.state: dict[str, int] = {}
+        self._dirty: dict[str, int] = {}
 
     async def start(self) -> None:
         self.confirmed = self._persisted = await self._outbox.cursor(self.name)
+        self.state = await self._outbox.sink_state(self.name)
 
     async def next_batch(self, after: int | None = None) -> list[Record]:
         """Records after ``after`` (default: the confirmed position); waits for some."""
@@ -46,7 +51,10 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), 1.0)
 
-    def confirm(self, upto_id: int, count: int) -> None:
+    def confirm(self, upto_id: int, count: int, state: Mapping[str, int] | None = None) -> None:
+        if state:
+            self.state.update(state)
+            self._dirty.update(state)
         if upto_id > self.confirmed:
             self.confirmed = upto_id
             self.delivered += count
@@ -57,13 +65,15 @@ class Delivery:
             await self.flush()
 
     async def flush(self) -> None:
-        if self.confirmed <= self._persisted:
+        if self.confirmed <= self._persisted and not self._dirty:
             return
-        upto = self.confirmed
+        upto, dirty = self.confirmed, self._dirty
+        self._dirty = {}
         try:
-            await self._outbox.ack(self.name, upto)
+            await self._outbox.ack(self.name, upto, dirty)
         except OutboxError as exc:
             log.warning("%s: could not record delivery up to %d: %s", self.name, upto, exc)
+            self._dirty = {**dirty, **self._dirty}
             return
         self._persisted = upto
 

@@ -85,6 +85,7 @@ class MqttSession:
         self.connected = False
         self.connects = 0
         self.last_error: str | None = None
+        self.subscribe_refused = 0
         self.first_attempt_done = asyncio.Event()
 
     def client(self) -> aiomqtt.Client:
@@ -111,12 +112,26 @@ class MqttSession:
         return client
 
     async def subscribe(self, client: aiomqtt.Client, subs: Sequence[Subscription]) -> None:
+        """Subscribes; a filter the broker refuses is logged (ERROR) and counted."""
         for sub in subs:
             if self.link.v5:
                 opts = SubscribeOptions(qos=1, noLocal=sub.no_local)
-                await client.subscribe(sub.topic, options=opts)
+                granted = await client.subscribe(sub.topic, options=opts)
             else:
-                await client.subscribe(sub.topic, qos=1)
+                granted = await client.subscribe(sub.topic, qos=1)
+            code = granted[0] if granted else 0x80
+            value = code if isinstance(code, int) else int(code.value)
+            if value >= 0x80:  # 3.1.1: 0x80 failure; 5: reason codes >= 0x80
+                self.subscribe_refused += 1
+                log.error(
+                    "%s: %s:%d refused the subscription to %s (code %#x): messages on it "
+                    "will not arrive; check the broker's ACL for this client",
+                    self.name,
+                    self.link.host,
+                    self.link.port,
+                    sub.topic,
+                    value,
+                )
 
     async def run(
         self,
@@ -188,4 +203,5 @@ class MqttSession:
             "connected": self.connected,
             "connects": self.connects,
             "last_error": self.last_error,
+            "subscribe_refused": self.subscribe_refused,
         }

@@ -1,0 +1,629 @@
+"""The ThingsBoard bridge: every node a device behind the gateway's Gateway MQTT API.
+
+Speaks the API itself over the project's MQTT session (docs/decisions.md says
+why not the official SDK). Uplink, in outbox order per connection:
+
+  v1/devices/me/rpc/request/<n>   getSessionLimits first; the answer sets size, window, limits
+  v1/gateway/connect              before a device's first data, and again after a reconnect
+  v1/gateway/attributes           client attributes: what the node is, online true/false
+  v1/gateway/telemetry            events, heartbeats, logs: {"<device>": [{"ts", "values"}]}
+  v1/gateway/disconnect           when the node is lost
+  v1/devices/me/telemetry         the gateway's own health
+
+Downlink: server RPC on v1/gateway/rpc goes through the command router and is
+answered with the same id; shared attribute updates (and the answer to the
+request made on connect) become node commands; RPC to the gateway itself on
+v1/devices/me/rpc/request/+.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiomqtt
+
+from gateway import __version__
+from gateway.commands import CommandRouter
+from gateway.config import ThingsBoardSection, parse_rate_limits
+from gateway.fields import record_fields
+from gateway.health import Health
+from gateway.logs import RateLimitedLog
+from gateway.model import CommandRequest, CommandResult, Record, RecordKind, node_hex
+from gateway.nodes import LiveNode, NodeRegistry
+from gateway.protocol import Info, decode
+from gateway.sinks.delivery import Delivery
+from gateway.sinks.mqtt import MqttSession, Subscription
+from gateway.sinks.ratelimit import RateLimit, acquire
+from gateway.sinks.tb_payload import (
+    DistinctTs,
+    TelemetryPacker,
+    dumps,
+    entry,
+    flatten,
+    node_attributes,
+    record_is_telemetry,
+    telemetry_values,
+)
+
+log = logging.getLogger(__name__)
+
+CONNECT: Final = "v1/gateway/connect"
+DISCONNECT: Final = "v1/gateway/disconnect"
+ATTRIBUTES: Final = "v1/gateway/attributes"
+ATTRIBUTES_REQUEST: Final = "v1/gateway/attributes/request"
+ATTRIBUTES_RESPONSE: Final = "v1/gateway/attributes/response"
+TELEMETRY: Final = "v1/gateway/telemetry"
+RPC: Final = "v1/gateway/rpc"
+ME_TELEMETRY: Final = "v1/devices/me/telemetry"
+ME_ATTRIBUTES: Final = "v1/devices/me/attributes"
+ME_RPC_REQUEST: Final = "v1/devices/me/rpc/request/"
+ME_RPC_RESPONSE: Final = "v1/devices/me/rpc/response/"
+
+# Only filters the server accepts (MqttTopics); No Local keeps our own publishes away
+SUBSCRIPTIONS: Final = (
+    Subscription(RPC, no_local=True),
+    Subscription(ATTRIBUTES, no_local=True),
+    Subscription(ATTRIBUTES_RESPONSE),
+    Subscription(ME_RPC_REQUEST + "+", no_local=True),
+    Subscription(ME_RPC_RESPONSE + "+", no_local=True),
+)
+
+# Shared attribute -> (command, parameter): how a dashboard setting reaches the node
+SHARED_COMMANDS: Final = {
+    "threshold": ("set_threshold", "threshold"),
+    "sample_rate_hz": ("set_sample_rate", "hz"),
+    "heartbeat_period_s": ("set_heartbeat_period", "seconds"),
+}
+GATEWAY_METHODS: Final = ("getStatus", "listNodes", "reconnectNode")
+
+
+@dataclass(slots=True)
+class _Pub:
+    """One planned publish and what its PUBACK confirms."""
+
+    topic: str | None  # None: confirms records that produced nothing to send
+    payload: bytes = b""
+    upto: int | None = None
+    count: int = 0
+    marks: dict[str, int] = field(default_factory=dict)  # last ts per node in this publish
+    points: dict[str, int] = field(default_factory=dict)  # values per device (telemetry)
+
+
+class _Limits:
+    """The publish budget from the configuration, and what the server states on connect."""
+
+    def __init__(self, cfg: ThingsBoardSection) -> None:
+        self._share = cfg.server_limits_share
+        self.budget = RateLimit(parse_rate_limits(cfg.publish_budget))
+        self.max_bytes = cfg.max_payload_bytes
+        self.window = cfg.max_inflight
+        self.messages = RateLimit(())
+        self.telemetry = RateLimit(())
+        self.points = RateLimit(())
+        self._device_specs: dict[str, list[tuple[int, float]]] = {}
+        self._device: dict[tuple[str, str], RateLimit] = {}
+        self.stated: dict[str, Any] = {}
+
+    def apply(self, answer: Mapping[str, Any]) -> None:
+        """Takes the server's getSessionLimits answer; raises ValueError on a bad one."""
+        size = answer.get("maxPayloadSize")
+        if isinstance(size, int) and size > 0:
+            # the size is of the whole MQTT message: leave room for the topic and header
+            self.max_bytes = min(self.max_bytes, size - 64)
+        inflight = answer.get("maxInflightMessages")
+        if isinstance(inflight, int) and inflight > 0:
+            self.window = min(self.window, inflight)
+        gw = answer.get("gatewayRateLimits") or {}
+        dev = answer.get("rateLimits") or {}
+        if not isinstance(gw, Mapping) or not isinstance(dev, Mapping):
+            raise ValueError("rateLimits and gatewayRateLimits must be objects")  # noqa: TRY004
+        self.messages = RateLimit(parse_rate_limits(str(gw.get("messages", ""))), self._share)
+        self.telemetry = RateLimit(
+            parse_rate_limits(str(gw.get("telemetryMessages", ""))), self._share
+        )
+        self.points = RateLimit(
+            parse_rate_limits(str(gw.get("telemetryDataPoints", ""))), self._share
+        )
+        self._device_specs = {
+            k: parse_rate_limits(str(dev.get(k, "")))
+            for k in ("messages", "telemetryMessages", "telemetryDataPoints")
+        }
+        self._device.clear()
+        self.stated = dict(answer)
+
+    def _per_device(self, kind: str, device: str) -> RateLimit:
+        key = (kind, device)
+        lim = self._device.get(key)
+        if lim is None:
+            lim = self._device[key] = RateLimit(self._device_specs.get(kind, ()), self._share)
+        return lim
+
+    @property
+    def max_points(self) -> int | None:
+        caps = [self.points.capacity]
+        spec = self._device_specs.get("telemetryDataPoints")
+        if spec:
+            caps.append(RateLimit(spec, self._share).capacity)
+        return min((c for c in caps if c is not None), default=None)
+
+    def costs(self, pub: _Pub) -> list[tuple[RateLimit, int]]:
+        out = [(self.budget, 1), (self.messages, 1)]
+        if pub.topic == TELEMETRY:
+            out.append((self.telemetry, 1))
+            out.append((self.points, sum(pub.points.values())))
+            for device, n in pub.points.items():
+                out.append((self._per_device("messages", device), 1))
+                out.append((self._per_device("telemetryMessages", device), 1))
+                out.append((self._per_device("telemetryDataPoints", device), n))
+        return out
+
+
+class ThingsBoardSink:
+    name = "thingsboard"
+
+    def __init__(
+        self,
+        *,
+        session: MqttSession,
+        delivery: Delivery,
+        cfg: ThingsBoardSection,
+        gateway_id: str,
+        router: CommandRouter,
+        registry: NodeRegistry,
+        health: Health,
+        health_interval_s: float,
+        bad_input: RateLimitedLog,
+    ) -> None:
+        self.session = session
+        self.delivery = delivery
+        self._cfg = cfg
+        self._gw = gateway_id
+        self._router = router
+        self._registry = registry
+        self._health = health
+        self._c = health.counters
+        self._health_interval_s = health_interval_s
+        self._bad = bad_input
+        self._allowed = list(cfg.commands)
+        self._fields = frozenset(cfg.telemetry_fields)
+        self._limits = _Limits(cfg)
+        self._ts = DistinctTs()
+        self._connected: set[str] = set()  # devices connected in this MQTT session
+        self._names: dict[int, str] = {}
+        self._by_name: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._limits_answer: tuple[str, asyncio.Future[Any]] | None = None
+        self._attr_requests: dict[int, str] = {}  # request id -> the shared key asked for
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- devices -------------------------------------------------------------------
+
+    def device(self, node_id: int) -> str:
+        """The node's ThingsBoard device name (from the template; unique per gateway)."""
+        name = self._names.get(node_id)
+        if name is not None:
+            return name
+        meta = self._registry.meta(node_id)
+        hexid = node_hex(node_id)
+        name = self._cfg.device_name.format(
+            name=meta.name or hexid, id=hexid, group=meta.group or "", gateway=self._gw
+        )
+        if not name.strip() or len(name) > 255 or name in self._by_name:
+            log.warning(
+                "thingsboard: device name %r for node %s is empty, too long or taken; "
+                "using %s (check [thingsboard].device_name and the node names)",
+                name,
+                hexid,
+                hexid,
+            )
+            name = hexid
+        self._names[node_id] = name
+        self._by_name[name] = node_id
+        return name
+
+    def _node_named(self, device: Any) -> LiveNode | None:
+        if not isinstance(device, str):
+            return None
+        if device not in self._by_name:
+            for node in self._registry.all():
+                self.device(node.node_id)
+        node_id = self._by_name.get(device)
+        return None if node_id is None else self._registry.get(node_id)
+
+    def _announce(self, node_id: int, *, online: bool | None = None) -> list[_Pub]:
+        """connect, client attributes, and a request for the shared attributes."""
+        name = self.device(node_id)
+        self._connected.add(name)
+        node = self._registry.get(node_id)
+        attrs = node_attributes(
+            node=node_hex(node_id),
+            gateway=self._gw,
+            transport=node.transport if node else "",
+            online=(node.online if node else False) if online is None else online,
+            info=node.info if node else None,
+        )
+        return [
+            _Pub(CONNECT, dumps({"device": name, "type": self._cfg.device_profile}).encode()),
+            _Pub(ATTRIBUTES, dumps({name: attrs}).encode()),
+            *self._attribute_requests(name),
+        ]
+
+    def _attribute_requests(self, name: str) -> list[_Pub]:
+        """One request per shared key: an answer holding one value does not name its key."""
+        out = []
+        for key in SHARED_COMMANDS:
+            rid = next(self._ids)
+            self._attr_requests[rid] = key
+            body = {"id": rid, "device": name, "client": False, "key": key}
+            out.append(_Pub(ATTRIBUTES_REQUEST, dumps(body).encode()))
+        return out
+
+    # ---- run -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.delivery.start()
+        self._ts = DistinctTs(self.delivery.state)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.delivery.persist_forever(), name="thingsboard persist")
+            tg.create_task(
+                self.session.run(SUBSCRIPTIONS, self._connected_run, self._message),
+                name="thingsboard session",
+            )
+
+    async def close(self) -> None:
+        await self.delivery.flush()
+
+    async def _connected_run(self, client: aiomqtt.Client) -> None:
+        self._connected.clear()
+        self._ts.rewind()
+        self._limits = _Limits(self._cfg)
+        await self._session_limits(client)
+        for node in self._registry.all():
+            if node.online:
+                for pub in self._announce(node.node_id):
+                    await self._send(client, pub)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._publish_health(client), name="thingsboard health")
+            tg.create_task(self._deliver(client), name="thingsboard deliver")
+
+    async def _session_limits(self, client: aiomqtt.Client) -> None:
+        """Asks the server for its limits, as the official clients do on every connect."""
+        rid = str(next(self._ids))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._limits_answer = (rid, fut)
+        body = dumps({"method": "getSessionLimits", "params": {}}).encode()
+        await self._send(client, _Pub(ME_RPC_REQUEST + rid, body))
+        try:
+            answer = await asyncio.wait_for(fut, self._cfg.session_limits_wait_s)
+        except TimeoutError:
+            log.info(
+                "thingsboard: no answer to getSessionLimits within %.0f s; using the "
+                "configured payload size and publish budget",
+                self._cfg.session_limits_wait_s,
+            )
+            return
+        finally:
+            self._limits_answer = None
+        try:
+            self._limits.apply(answer if isinstance(answer, Mapping) else {"rateLimits": answer})
+        except ValueError as exc:
+            self._c["thingsboard_bad_limits"] += 1
+            log.warning("thingsboard: ignoring the server's session limits (%s): %r", exc, answer)
+            self._limits = _Limits(self._cfg)
+            return
+        log.info(
+            "thingsboard: session limits: payload %d bytes, %d in flight, %s",
+            self._limits.max_bytes,
+            self._limits.window,
+            answer.get("gatewayRateLimits"),
+        )
+
+    async def _send(self, client: aiomqtt.Client, pub: _Pub) -> None:
+        if pub.topic is None:
+            return
+        await acquire(self._limits.costs(pub))
+        await client.publish(pub.topic, pub.payload, qos=1)
+        self._c["thingsboard_publishes"] += 1
+
+    async def _publish_health(self, client: aiomqtt.Client) -> None:
+        attrs = {"gateway": self._gw, "version": __version__, "started": self._health.started_ms}
+        await self._send(client, _Pub(ME_ATTRIBUTES, dumps(attrs).encode()))
+        while True:
+            values = flatten(self._health.payload())
+            await self._send(client, _Pub(ME_TELEMETRY, dumps(values).encode()))
+            await asyncio.sleep(self._health_interval_s)
+
+    # ---- delivery ------------------------------------------------------------------
+
+    async def _deliver(self, client: aiomqtt.Client) -> None:
+        """Publishes in outbox order with up to ``window`` in flight; confirms in order."""
+        after = self.delivery.confirmed
+        window: collections.deque[tuple[asyncio.Task[None], _Pub]] = collections.deque()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                records = await self.delivery.next_batch(after)
+                after = records[-1].id
+                for pub in self._plan(records):
+                    while len(window) >= self._limits.window:
+                        await self._settle(window)
+                    if pub.topic is not None:
+                        await acquire(self._limits.costs(pub))
+                    task = tg.create_task(self._publish(client, pub))
+                    window.append((task, pub))
+                if len(records) < self.delivery.batch_size:
+                    while window:  # caught up: confirm everything before waiting for more
+                        await self._settle(window)
+
+    async def _publish(self, client: aiomqtt.Client, pub: _Pub) -> None:
+        if pub.topic is not None:
+            await client.publish(pub.topic, pub.payload, qos=1)
+            self._c["thingsboard_publishes"] += 1
+
+    async def _settle(self, window: collections.deque[tuple[asyncio.Task[None], _Pub]]) -> None:
+        task, pub = window.popleft()
+        await task
+        if pub.marks:
+            self._ts.confirm(pub.marks)
+        if pub.upto is not None:
+            self.delivery.confirm(pub.upto, pub.count, pub.marks)
+
+    def _plan(self, records: list[Record]) -> list[_Pub]:
+        """Turns records into publishes, in order; each carries the records it confirms."""
+        lim = self._limits
+        packer = TelemetryPacker(lim.max_bytes, lim.max_points, None if self._cfg.batching else 1)
+        out: list[_Pub] = []
+        carry: list[int] = [0, 0]  # last record id not yet confirmed by a publish, and count
+        marks: dict[str, int] = {}
+        points: dict[str, int] = collections.Counter()
+
+        def take(pub: _Pub) -> _Pub:
+            if carry[1]:
+                pub.upto, pub.count = carry
+                carry[:] = [0, 0]
+            return pub
+
+        def flush() -> None:
+            if packer:
+                out.append(
+                    take(_Pub(TELEMETRY, packer.payload(), marks=dict(marks), points=dict(points)))
+                )
+                packer.clear()
+                marks.clear()
+                points.clear()
+
+        for r in records:
+            name = self.device(r.node_id)
+            if name not in self._connected:
+                flush()
+                out.extend(self._announce(r.node_id))
+            if record_is_telemetry(r):
+                self._pack(r, name, packer, marks, points, flush)
+                carry[:] = [r.id, carry[1] + 1]
+                continue
+            flush()
+            carry[:] = [r.id, carry[1] + 1]
+            out.extend(take(p) if i == 0 else p for i, p in enumerate(self._control(r, name)))
+        flush()
+        if carry[1]:
+            out.append(take(_Pub(None)))
+        return out
+
+    def _pack(
+        self,
+        r: Record,
+        name: str,
+        packer: TelemetryPacker,
+        marks: dict[str, int],
+        points: dict[str, int],
+        flush: Callable[[], None],
+    ) -> None:
+        values = telemetry_values(
+            record_fields(r, self._gw, self._registry.meta(r.node_id)), self._fields
+        )
+        if not values:
+            return
+        key = node_hex(r.node_id)
+        ts = self._ts.stamp(key, r.ts_ms)
+        text, name_json = entry(ts, values), dumps(name)
+        if len(text) + len(name_json) + 5 > packer.max_bytes:
+            self._c["thingsboard_oversize"] += 1
+            log.warning(
+                "thingsboard: %s record %d of %s is %d bytes, over the server's payload "
+                "size; not sent (drop telemetry fields such as window to send it)",
+                r.kind.value,
+                r.id,
+                key,
+                len(text),
+            )
+            return
+        if not packer.fits(name_json, text, len(values)):
+            flush()
+        packer.add(name_json, text, len(values))
+        marks[key] = ts
+        points[name] += len(values)
+
+    def _control(self, r: Record, name: str) -> list[_Pub]:
+        """INFO and STATUS records: attributes, and connect/disconnect with online state."""
+        if r.kind == RecordKind.INFO:
+            attrs = node_attributes(
+                node=node_hex(r.node_id),
+                gateway=self._gw,
+                transport=r.transport,
+                online=True,
+                info=_info(r),
+            )
+            del attrs["online"]  # INFO says what the node is; STATUS says whether it is there
+            return [_Pub(ATTRIBUTES, dumps({name: attrs}).encode())]
+        status = json.loads(r.data)
+        if status.get("online"):
+            online = _Pub(ATTRIBUTES, dumps({name: {"online": True}}).encode())
+            return [online, *self._attribute_requests(name)]
+        self._connected.discard(name)
+        reason = str(status.get("reason", ""))
+        return [
+            _Pub(ATTRIBUTES, dumps({name: {"online": False, "offline_reason": reason}}).encode()),
+            _Pub(DISCONNECT, dumps({"device": name}).encode()),
+        ]
+
+    # ---- downlink ------------------------------------------------------------------
+
+    async def _message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        topic = str(message.topic)
+        try:
+            body = json.loads(message.payload)
+        except (ValueError, TypeError) as exc:
+            self._c["thingsboard_bad_json"] += 1
+            self._bad.warning(
+                "thingsboard:json", "thingsboard: %s: payload is not JSON: %s", topic, exc
+            )
+            return
+        if topic.startswith(ME_RPC_RESPONSE):
+            pending = self._limits_answer
+            if pending and topic == ME_RPC_RESPONSE + pending[0] and not pending[1].done():
+                pending[1].set_result(body)
+            return
+        if topic == RPC and _is_server_rpc(body):
+            self._spawn(self._node_rpc(client, body["device"], body["data"]))
+        elif topic == ATTRIBUTES and _is_shared_update(body):
+            self._spawn(self._apply_shared(body["device"], body["data"]))
+        elif topic == ATTRIBUTES_RESPONSE and isinstance(body, dict):
+            rid = body.get("id")
+            key = self._attr_requests.pop(rid, None) if isinstance(rid, int) else None
+            self._spawn(self._apply_shared(body.get("device"), _response_values(body, key)))
+        elif topic.startswith(ME_RPC_REQUEST) and isinstance(body, dict):
+            rid = topic.removeprefix(ME_RPC_REQUEST)
+            self._spawn(self._gateway_rpc(client, rid, body))
+        else:
+            self._c["thingsboard_ignored"] += 1
+            log.debug("thingsboard: ignored a message on %s: %.200s", topic, body)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)  # keep a reference until done, or it may be collected
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reply(self, client: aiomqtt.Client, topic: str, body: Any) -> None:
+        try:
+            await self._send(client, _Pub(topic, dumps(body).encode()))
+        except aiomqtt.MqttError as exc:
+            log.info("thingsboard: answer on %s not sent: %s", topic, exc)
+
+    async def _node_rpc(self, client: aiomqtt.Client, device: str, data: dict[str, Any]) -> None:
+        self._c["thingsboard_rpc"] += 1
+        node = self._node_named(device)
+        rid = data.get("id")
+        if node is None:
+            result = CommandResult(
+                rid, False, "unknown_node", error=f"no node for device {device!r}"
+            )
+        else:
+            req = CommandRequest(rid, str(data.get("method")), data.get("params"))
+            result = await self._router.request(node.node_id, req, self._allowed)
+        await self._reply(client, RPC, {"device": device, "id": rid, "data": result.as_json()})
+
+    async def _apply_shared(self, device: Any, values: Mapping[str, Any]) -> None:
+        node = self._node_named(device)
+        wanted = {k: v for k, v in values.items() if k in SHARED_COMMANDS}
+        if node is None or not wanted:
+            return
+        current = node_attributes(node="", gateway="", transport="", online=False, info=node.info)
+        for key, value in wanted.items():
+            if current.get(key) == value:
+                continue  # the node already runs with it
+            method, param = SHARED_COMMANDS[key]
+            result = await self._router.request(
+                node.node_id, CommandRequest(None, method, {param: value}), self._allowed
+            )
+            if result.ok:
+                self._c["thingsboard_shared_applied"] += 1
+                log.info("thingsboard: %s: %s = %r applied", device, key, value)
+            else:
+                self._c["thingsboard_shared_failed"] += 1
+                log.info(
+                    "thingsboard: %s: %s = %r not applied (%s: %s)%s",
+                    device,
+                    key,
+                    value,
+                    result.status,
+                    result.error,
+                    "; it is requested again when the node is back"
+                    if result.status == "offline"
+                    else "",
+                )
+
+    async def _gateway_rpc(self, client: aiomqtt.Client, rid: str, body: dict[str, Any]) -> None:
+        method, params = body.get("method"), body.get("params")
+        data: Any
+        if method == "getStatus":
+            data = self._health.payload()
+        elif method == "listNodes":
+            data = [
+                {
+                    "node": node_hex(n.node_id),
+                    "device": self.device(n.node_id),
+                    "online": n.online,
+                    "transport": n.transport,
+                }
+                for n in self._registry.all()
+            ]
+        elif method == "reconnectNode":
+            target = params.get("device") if isinstance(params, dict) else params
+            node = self._node_named(target)
+            if node is None:
+                data = {"ok": False, "error": f"no node for device {target!r}"}
+            else:
+                for pub in self._announce(node.node_id):
+                    await self._send(client, pub)
+                data = {"ok": True}
+        else:
+            data = {"error": f"unknown method {method!r}; use {', '.join(GATEWAY_METHODS)}"}
+        await self._reply(client, ME_RPC_RESPONSE + rid, data)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            **self.session.health(),
+            "delivered": self.delivery.delivered,
+            "devices_connected": len(self._connected),
+            "ts_jumps_back": self._ts.jumps_back,
+            "max_payload_bytes": self._limits.max_bytes,
+        }
+
+
+def _info(r: Record) -> Info | None:
+    body = decode(r.data).body
+    return body if isinstance(body, Info) else None
+
+
+def _is_server_rpc(body: Any) -> bool:
+    # our own replies ({"device", "id", "data"}) come back on 3.1.1, which has no No Local
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("device"), str)
+        and isinstance(body.get("data"), dict)
+        and "method" in body["data"]
+    )
+
+
+def _is_shared_update(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and set(body) == {"device", "data"}
+        and isinstance(body["data"], dict)
+    )
+
+
+def _response_values(body: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """``{"values": {...}}``, or ``{"value": v}`` for the one key that was asked for."""
+    values = body.get("values")
+    if isinstance(values, dict):
+        return values
+    if key is not None and "value" in body:
+        return {key: body["value"]}
+    return {}

@@ -24,7 +24,7 @@ from gateway.commands import CommandRouter
 from gateway.errors import OutboxFullError
 from gateway.health import Health
 from gateway.logs import RateLimitedLog
-from gateway.model import Inbound, RecordKind, node_hex
+from gateway.model import CommandRequest, CommandResult, Inbound, RecordKind, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.outbox import NewRecord, NodeState, Outbox
 from gateway.protocol import Ack, CommandAck, Heartbeat, Info, MsgType, Verdict, encode, verify
@@ -92,6 +92,7 @@ class Ingest:
         self._unsynced_delta = None if self._synced else clock.wall_minus_boottime_ms()
         self.c = health.counters
         self._busy = False
+        self._asks: set[asyncio.Task[CommandResult]] = set()
 
     async def drain(self, timeout_s: float) -> None:
         """Waits until everything queued so far is committed (at shutdown)."""
@@ -173,6 +174,17 @@ class Ingest:
         self._on_commit()
         for node_id in batch.ack:
             await self._send_ack(batch.touched[node_id])
+        for node in batch.touched.values():
+            if node.info is None and node.downlink is not None and not node.info_asked:
+                self._ask_info(node)
+
+    def _ask_info(self, node: LiveNode) -> None:
+        """A node seen without its INFO (the gateway started after it booted) is asked once."""
+        node.info_asked = True
+        req = CommandRequest("info", "get_info")
+        task = asyncio.create_task(self._router.request(node.node_id, req, ("get_info",)))
+        self._asks.add(task)  # keep a reference until done, or it may be collected
+        task.add_done_callback(self._asks.discard)
 
     def _touch(self, batch: _Batch, node: LiveNode) -> None:
         if node.node_id not in batch.touched:

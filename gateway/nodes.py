@@ -28,6 +28,7 @@ class LiveNode:
     port: str = ""
     downlink: Downlink | None = None
     info: Info | None = None
+    info_asked: bool = False  # get_info sent because no INFO was seen (once per run)
     meta: NodeMeta = field(default_factory=NodeMeta)
 
     @property

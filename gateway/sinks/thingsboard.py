@@ -497,7 +497,12 @@ class ThingsBoardSink:
             rid = body.get("id")
             key = self._attr_requests.pop(rid, None) if isinstance(rid, int) else None
             self._spawn(self._apply_shared(body.get("device"), _response_values(body, key)))
-        elif topic.startswith(ME_RPC_REQUEST) and isinstance(body, dict):
+        elif (
+            topic.startswith(ME_RPC_REQUEST)
+            and isinstance(body, dict)
+            # our own request, back from a 3.1.1 broker (no No Local)
+            and body.get("method") != "getSessionLimits"
+        ):
             rid = topic.removeprefix(ME_RPC_REQUEST)
             self._spawn(self._gateway_rpc(client, rid, body))
         else:

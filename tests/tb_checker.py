@@ -180,14 +180,22 @@ class ThingsBoardChecker:
             spends += [(b, sum(points.values())) for b in gw.get("telemetryDataPoints", [])]
             dev_limits = self.limits.get("rateLimits") or {}
             for name, n in points.items():
-                for kind, cost in (("messages", 1), ("telemetryMessages", 1), ("telemetryDataPoints", n)):
+                for kind, cost in (
+                    ("messages", 1),
+                    ("telemetryMessages", 1),
+                    ("telemetryDataPoints", n),
+                ):
                     key = (kind, name)
                     if key not in self._dev_buckets:
                         self._dev_buckets[key] = _buckets(str(dev_limits.get(kind, "")))
                     spends += [(b, cost) for b in self._dev_buckets[key]]
         for bucket, n in spends:
             if not bucket.spend(n):
-                self._bad(topic, f"rate limit {bucket.count}/{bucket.count / bucket.per_s:g}s broken", payload)
+                self._bad(
+                    topic,
+                    f"rate limit {bucket.count}/{bucket.count / bucket.per_s:g}s broken",
+                    payload,
+                )
                 return
 
     def inspect(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
@@ -197,7 +205,11 @@ class ThingsBoardChecker:
         if isinstance(size_limit, int) and len(payload) > size_limit:
             self._bad(topic, f"{len(payload)} bytes, over maxPayloadSize {size_limit}", payload)
             return []
-        if topic not in GATEWAY_TOPICS and topic not in ME_TOPICS and not topic.startswith(ME_PREFIXES):
+        if (
+            topic not in GATEWAY_TOPICS
+            and topic not in ME_TOPICS
+            and not topic.startswith(ME_PREFIXES)
+        ):
             self._bad(topic, "not a topic the server accepts", payload)
             return []
         try:
@@ -232,7 +244,11 @@ class ThingsBoardChecker:
             self._bad(topic, 'connect needs {"device": "<name>"}', payload)
             return []
         name, kind = body["device"], body.get("type")
-        if not name.strip() or len(name) > MAX_KEY or (kind is not None and not isinstance(kind, str)):
+        if (
+            not name.strip()
+            or len(name) > MAX_KEY
+            or (kind is not None and not isinstance(kind, str))
+        ):
             self._bad(topic, "bad device name or type", payload)
             return []
         self._rate(topic, payload, {})

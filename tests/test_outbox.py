@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import outbox as outbox_module
 from gateway.errors import OutboxError, OutboxFullError
 from gateway.model import RecordKind
 from gateway.outbox import NewRecord, NodeState, Outbox
@@ -53,6 +54,38 @@ async def test_records_stay_until_every_sink_confirms(tmp_path: Path) -> None:
     await ob.open(["a", "b", "c"])
     assert await ob.cursor("b") == got[4].id
     assert await ob.pending("c") == 5
+    await ob.close()
+
+
+async def test_sink_state_is_stored_with_its_cursor_and_migrated_from_schema_1(
+    tmp_path: Path,
+) -> None:
+    # a schema-1 file, as the first release wrote it, with one stored record
+    db = sqlite3.connect(tmp_path / "o.db")
+    db.executescript(f"BEGIN; {outbox_module._MIGRATIONS[0]}; PRAGMA user_version=1; COMMIT;")
+    db.execute(
+        "INSERT INTO records(kind, node, boot, seq, uptime, ts, transport, data) "
+        "VALUES (1, 7, 1, 1, 1, ?, 'serial', x'00')",
+        (NOW,),
+    )
+    db.execute("INSERT INTO sinks VALUES ('thingsboard', 0)")
+    db.commit()
+    db.close()
+    ob = outbox(tmp_path / "o.db")
+    await ob.open(["thingsboard"])
+    assert [r.seq for r in await ob.fetch(0, 10)] == [1]
+    assert await ob.sink_state("thingsboard") == {}
+    await ob.ack("thingsboard", 1, {"0000000000000007": NOW + 5})
+    await ob.close()
+    ob = outbox(tmp_path / "o.db")
+    await ob.open(["thingsboard"])
+    assert await ob.cursor("thingsboard") == 1
+    assert await ob.sink_state("thingsboard") == {"0000000000000007": NOW + 5}
+    await ob.close()
+    # a sink that is no longer configured takes its state with it
+    ob = outbox(tmp_path / "o.db")
+    await ob.open(["mqtt"])
+    assert await ob.sink_state("thingsboard") == {}
     await ob.close()
 
 

@@ -187,7 +187,7 @@ class MqttSection(_Strict):
     topic_prefix: str = "tinyml"
     commands: list[CommandName] = SAFE_COMMANDS
     """Commands Node-RED may send through this broker."""
-    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 1000
+    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 100
     reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     @field_validator("topic_prefix")
@@ -329,7 +329,7 @@ class OutboxSection(_Strict):
     max_age_h: Annotated[float, Field(gt=0)] = 168.0
     sync: Literal["full", "normal"] = "full"
     """full: an acknowledged event survives a power cut; normal: a process crash only."""
-    commit_interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
+    commit_interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 10
     commit_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
     check_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     """How often the size cap and the maximum age are applied."""

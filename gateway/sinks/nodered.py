@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Record, RecordKind, parse_node_id
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.mqtt import MqttSession, Subscription
+from gateway.sinks.window import ConfirmWindow
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class NodeRedSink:
         self._health = health
         self._health_interval_s = health_interval_s
         self._bad = bad_input
+        self._window = session.link.max_inflight
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -102,17 +105,18 @@ class NodeRedSink:
             await asyncio.sleep(self._health_interval_s)
 
     async def _deliver(self, client: aiomqtt.Client) -> None:
-        while True:
-            records = await self.delivery.next_batch()
-            await asyncio.gather(
-                *(
-                    client.publish(
+        """One message per record, up to ``window`` in flight, confirmed in order."""
+        after = self.delivery.confirmed
+        async with asyncio.TaskGroup() as tg:
+            window = ConfirmWindow(tg, self._window)
+            while True:
+                records = await self.delivery.next_batch(after)
+                after = records[-1].id
+                for r in records:
+                    publish = client.publish(
                         self.topic(r), self.payload(r), qos=1, retain=r.kind in _RETAINED
                     )
-                    for r in records
-                )
-            )
-            self.delivery.confirm(records[-1].id, len(records))
+                    await window.add(publish, functools.partial(self.delivery.confirm, r.id, 1))
 
     # ---- commands ------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import json
 import logging
@@ -51,6 +52,7 @@ from gateway.sinks.tb_payload import (
     record_is_telemetry,
     telemetry_values,
 )
+from gateway.sinks.window import ConfirmWindow
 
 log = logging.getLogger(__name__)
 
@@ -345,30 +347,22 @@ class ThingsBoardSink:
     async def _deliver(self, client: aiomqtt.Client) -> None:
         """Publishes in outbox order with up to ``window`` in flight; confirms in order."""
         after = self.delivery.confirmed
-        window: collections.deque[tuple[asyncio.Task[None], _Pub]] = collections.deque()
         async with asyncio.TaskGroup() as tg:
+            window = ConfirmWindow(tg, self._limits.window)
             while True:
                 records = await self.delivery.next_batch(after)
                 after = records[-1].id
                 for pub in self._plan(records):
-                    while len(window) >= self._limits.window:
-                        await self._settle(window)
                     if pub.topic is not None:
                         await acquire(self._limits.costs(pub))
-                    task = tg.create_task(self._publish(client, pub))
-                    window.append((task, pub))
-                if len(records) < self.delivery.batch_size:
-                    while window:  # caught up: confirm everything before waiting for more
-                        await self._settle(window)
+                    await window.add(self._publish(client, pub), functools.partial(self._done, pub))
 
     async def _publish(self, client: aiomqtt.Client, pub: _Pub) -> None:
         if pub.topic is not None:
             await client.publish(pub.topic, pub.payload, qos=1)
             self._c["thingsboard_publishes"] += 1
 
-    async def _settle(self, window: collections.deque[tuple[asyncio.Task[None], _Pub]]) -> None:
-        task, pub = window.popleft()
-        await task
+    def _done(self, pub: _Pub) -> None:
         if pub.marks:
             self._ts.confirm(pub.marks)
         if pub.upto is not None:

@@ -152,9 +152,8 @@ async def test_a_burst_in_one_millisecond_keeps_every_event(tmp_path: Path, tb, 
     runner = NodeRunner(link, [node], rate_hz=1e7, count=500, tick_s=0.05)
     cfg = _config(tmp_path, [link.path], tb_section(broker))
     sim = asyncio.create_task(runner.run(until_acked=True))
-    async with running(cfg) as gw:
+    async with running(cfg):
         await checker.wait_for(lambda: len(_seqs(checker, node_hex(A))) >= 500)
-        stored = await gw.outbox.fetch(0, 10)  # whatever is left; the ts came from one arrival
     await sim
     assert checker.violations == []
     dev = checker.devices[node_hex(A)]
@@ -164,7 +163,6 @@ async def test_a_burst_in_one_millisecond_keeps_every_event(tmp_path: Path, tb, 
     assert len(set(stamps)) == 500
     assert stamps == sorted(stamps)
     assert stamps[-1] - stamps[0] >= 499  # bumped one millisecond apart
-    assert stored is not None
 
 
 async def test_rpc_to_nodes_every_outcome(tmp_path: Path, tb, pty) -> None:  # type: ignore[no-untyped-def]

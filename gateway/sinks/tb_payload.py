@@ -65,7 +65,7 @@ def telemetry_values(fields: Mapping[str, Any], allowed: frozenset[str]) -> dict
 
 
 def node_attributes(
-    *, node: str, gateway: str, transport: str, online: bool, info: Info | None
+    *, node: str, gateway: str, transport: str, info: Info | None, online: bool | None = None
 ) -> dict[str, Any]:
     """Client attributes of a node's device: what it is and where it is connected."""
     out: dict[str, Any] = {"node": node, "gateway": gateway, "online": online}

@@ -111,6 +111,7 @@ class _Limits:
         self.points = RateLimit(())
         self._device_specs: dict[str, list[tuple[int, float]]] = {}
         self._device: dict[tuple[str, str], RateLimit] = {}
+        self.max_points: int | None = None  # values per publish: the smallest data-point bucket
         self.stated: dict[str, Any] = {}
 
     def apply(self, answer: Mapping[str, Any]) -> None:
@@ -138,6 +139,9 @@ class _Limits:
             for k in ("messages", "telemetryMessages", "telemetryDataPoints")
         }
         self._device.clear()
+        device_points = RateLimit(self._device_specs["telemetryDataPoints"], self._share)
+        caps = [c for c in (self.points.capacity, device_points.capacity) if c is not None]
+        self.max_points = min(caps, default=None)
         self.stated = dict(answer)
 
     def _per_device(self, kind: str, device: str) -> RateLimit:
@@ -146,14 +150,6 @@ class _Limits:
         if lim is None:
             lim = self._device[key] = RateLimit(self._device_specs.get(kind, ()), self._share)
         return lim
-
-    @property
-    def max_points(self) -> int | None:
-        caps = [self.points.capacity]
-        spec = self._device_specs.get("telemetryDataPoints")
-        if spec:
-            caps.append(RateLimit(spec, self._share).capacity)
-        return min((c for c in caps if c is not None), default=None)
 
     def costs(self, pub: _Pub) -> list[tuple[RateLimit, int]]:
         out = [(self.budget, 1), (self.messages, 1)]
@@ -314,7 +310,9 @@ class ThingsBoardSink:
         finally:
             self._limits_answer = None
         try:
-            self._limits.apply(answer if isinstance(answer, Mapping) else {"rateLimits": answer})
+            if not isinstance(answer, Mapping):
+                raise ValueError("the answer is not an object")  # noqa: TRY301, TRY004
+            self._limits.apply(answer)
         except ValueError as exc:
             self._c["thingsboard_bad_limits"] += 1
             log.warning("thingsboard: ignoring the server's session limits (%s): %r", exc, answer)
@@ -446,14 +444,10 @@ class ThingsBoardSink:
     def _control(self, r: Record, name: str) -> list[_Pub]:
         """INFO and STATUS records: attributes, and connect/disconnect with online state."""
         if r.kind == RecordKind.INFO:
+            # INFO says what the node is; STATUS records say whether it is there
             attrs = node_attributes(
-                node=node_hex(r.node_id),
-                gateway=self._gw,
-                transport=r.transport,
-                online=True,
-                info=_info(r),
+                node=node_hex(r.node_id), gateway=self._gw, transport=r.transport, info=_info(r)
             )
-            del attrs["online"]  # INFO says what the node is; STATUS says whether it is there
             return [_Pub(ATTRIBUTES, dumps({name: attrs}).encode())]
         status = json.loads(r.data)
         if status.get("online"):

@@ -19,6 +19,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -89,6 +90,15 @@ def _write(links: list, per_node: int, nodes_per_port: int) -> list[threading.Th
     return threads
 
 
+def _stop(chk: mp.Process, proc: subprocess.Popen[bytes], links: list, broker: Mosquitto) -> None:
+    chk.join(10)
+    proc.terminate()
+    proc.wait(30)
+    for lk in links:
+        lk.close()
+    broker.stop()
+
+
 def throughput(tmp: Path, events: int, *, batching: bool) -> dict:
     broker = Mosquitto(tmp)
     broker.start()
@@ -107,12 +117,7 @@ def throughput(tmp: Path, events: int, *, batching: bool) -> dict:
     )
     _write(links, events // 16, 4)
     result = out.get(timeout=900)
-    chk.join(10)
-    proc.terminate()
-    proc.wait(30)
-    for lk in links:
-        lk.close()
-    broker.stop()
+    _stop(chk, proc, links, broker)
     return result
 
 
@@ -144,12 +149,7 @@ def backlog(tmp: Path, events: int) -> tuple[dict, float]:
     chk = mp.Process(target=checker_process, args=(port, stored, out, ready))
     chk.start()
     result = out.get(timeout=900)
-    chk.join(10)
-    proc.terminate()
-    proc.wait(30)
-    for lk in links:
-        lk.close()
-    broker.stop()
+    _stop(chk, proc, links, broker)
     return result, stored
 
 

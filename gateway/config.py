@@ -172,23 +172,30 @@ class TlsSection(_Strict):
         return self
 
 
-class MqttSection(_Strict):
-    enabled: bool = True
+class BrokerSection(_Strict):
+    """What every MQTT connection of the gateway needs (Node-RED's broker, ThingsBoard)."""
+
     host: str = "localhost"
     port: Annotated[int, Field(gt=0, lt=65536)] = 1883
     protocol: Literal["3.1.1", "5"] = "5"
     client_id: str | None = None
+    """Default: tinyml-gateway-<gateway.id>"""
+    tls: TlsSection | None = None
+    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 100
+    """Publishes awaiting PUBACK at once."""
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+
+class MqttSection(BrokerSection):
+    enabled: bool = True
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     username: str | None = None
     password: str | None = None
     password_file: Path | None = None
     password_env: str | None = None
-    tls: TlsSection | None = None
     topic_prefix: str = "tinyml"
     commands: list[CommandName] = SAFE_COMMANDS
     """Commands Node-RED may send through this broker."""
-    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 100
-    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     @field_validator("topic_prefix")
     @classmethod
@@ -255,17 +262,12 @@ def parse_rate_limits(text: str) -> list[tuple[int, float]]:
     return out
 
 
-class ThingsBoardSection(_Strict):
+class ThingsBoardSection(BrokerSection):
     enabled: bool = False
-    host: str = "localhost"
-    port: Annotated[int, Field(gt=0, lt=65536)] = 1883
-    protocol: Literal["3.1.1", "5"] = "5"
     access_token: str | None = None
     access_token_file: Path | None = None
     access_token_env: str | None = None
-    tls: TlsSection | None = None
-    """With cert_file and key_file and no token: X.509 device authentication."""
-    client_id: str | None = None
+    """Or tls.cert_file and tls.key_file and no token: X.509 device authentication."""
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 60
     device_name: str = "{name}"
     """Placeholders: {name} (the node's configured name, else its id), {id}, {group}, {gateway}."""
@@ -278,8 +280,6 @@ class ThingsBoardSection(_Strict):
     """Most publishes per window, ThingsBoard's "count:seconds,..." form; "" for none."""
     server_limits_share: Annotated[float, Field(gt=0, le=1)] = 0.8
     session_limits_wait_s: Annotated[float, Field(ge=0, le=120)] = 10.0
-    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 100
-    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     commands: list[CommandName] = SAFE_COMMANDS
     """Commands ThingsBoard RPC and shared attributes may send to nodes."""
 

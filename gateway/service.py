@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.commands import CommandRouter
-from gateway.config import Config, TlsSection
+from gateway.config import Config, MqttSection, ThingsBoardSection
 from gateway.health import Health
 from gateway.ingest import Ingest
 from gateway.logs import RateLimitedLog
@@ -55,45 +55,36 @@ class Gateway:
 
 
 def mqtt_link(cfg: Config) -> MqttLink:
-    m = cfg.mqtt
-    return MqttLink(
-        host=m.host,
-        port=m.port,
-        protocol=m.protocol,
-        client_id=m.client_id or f"tinyml-gateway-{cfg.gateway.id}",
-        keepalive_s=m.keepalive_s,
-        username=m.username,
-        password=m.password_value,
-        max_inflight=m.max_inflight,
-        reconnect_max_s=m.reconnect_max_s,
-        **_tls_fields(m.tls),
-    )
+    return broker_link(cfg, cfg.mqtt, cfg.mqtt.username, cfg.mqtt.password_value)
 
 
 def thingsboard_link(cfg: Config) -> MqttLink:
-    t = cfg.thingsboard
+    # ThingsBoard: the access token is the user name, with no password
+    return broker_link(cfg, cfg.thingsboard, cfg.thingsboard.token_value, None)
+
+
+def broker_link(
+    cfg: Config,
+    section: MqttSection | ThingsBoardSection,
+    username: str | None,
+    password: str | None,
+) -> MqttLink:
+    tls = section.tls
     return MqttLink(
-        host=t.host,
-        port=t.port,
-        protocol=t.protocol,
-        client_id=t.client_id or f"tinyml-gateway-{cfg.gateway.id}",
-        keepalive_s=t.keepalive_s,
-        username=t.token_value,  # ThingsBoard: the access token is the user name
-        max_inflight=t.max_inflight,
-        reconnect_max_s=t.reconnect_max_s,
-        **_tls_fields(t.tls),
+        host=section.host,
+        port=section.port,
+        protocol=section.protocol,
+        client_id=section.client_id or f"tinyml-gateway-{cfg.gateway.id}",
+        keepalive_s=section.keepalive_s,
+        username=username,
+        password=password,
+        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
+        key_file=str(tls.key_file) if tls and tls.key_file else None,
+        tls_insecure=bool(tls and tls.insecure),
+        max_inflight=section.max_inflight,
+        reconnect_max_s=section.reconnect_max_s,
     )
-
-
-def _tls_fields(tls: TlsSection | None) -> dict[str, Any]:
-    if tls is None:
-        return {}
-    return {
-        "ca_file": str(tls.ca_file) if tls.ca_file else None,
-        "cert_file": str(tls.cert_file) if tls.cert_file else None,
-        "key_file": str(tls.key_file) if tls.key_file else None,
-        "tls_insecure": tls.insecure,
-    }
 
 
 async def build(cfg: Config) -> Gateway:

@@ -326,11 +326,10 @@ class ThingsBoardSink:
         )
 
     async def _send(self, client: aiomqtt.Client, pub: _Pub) -> None:
-        if pub.topic is None:
-            return
-        await acquire(self._limits.costs(pub))
-        await client.publish(pub.topic, pub.payload, qos=1)
-        self._c["thingsboard_publishes"] += 1
+        """Waits for the budget, then publishes and waits for the PUBACK."""
+        if pub.topic is not None:
+            await acquire(self._limits.costs(pub))
+        await self._publish(client, pub)
 
     async def _publish_health(self, client: aiomqtt.Client) -> None:
         attrs = {"gateway": self._gw, "version": __version__, "started": self._health.started_ms}

@@ -3,7 +3,7 @@
     python bench/bench_pipeline.py [--events 60000] [--ports 4]
 
 Processes: the gateway (``python -m gateway run``, its own process, as in
-production), Mosquitto, and a subscriber process counting distinct events;
+production), Mosquitto, and mosquitto_sub feeding a process that counts distinct events;
 simulated nodes write pre-encoded frames into pseudo-terminals from threads
 of this process and discard the ACKs coming back.
 
@@ -22,6 +22,7 @@ import json
 import multiprocessing as mp
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -42,36 +43,62 @@ UART_115200_BYTES_S = 11_520  # 8N1: 10 bits per byte
 
 
 def subscriber(port: int, want: int, out: mp.Queue, ready: mp.Event) -> None:  # type: ignore[type-arg]
-    import paho.mqtt.client as mqtt
+    """Counts distinct events as Mosquitto's own C client receives them.
 
+    A Python MQTT client would spend more CPU per message than the gateway does and
+    cap the figure on two cores; mosquitto_sub prints one JSON payload per line.
+    """
+    binary = shutil.which("mosquitto_sub")
+    if binary is None:
+        sys.exit("bench: mosquitto_sub is missing: run scripts/setup.sh (apt mosquitto-clients)")
+    sub = subprocess.Popen(
+        [binary, "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", "tinyml/bench/+/event"],
+        stdout=subprocess.PIPE,
+    )
+    assert sub.stdout is not None
+    probing = threading.Event()
+    threading.Thread(target=_probe, args=(port, probing), daemon=True).start()
     seen: set[str] = set()
     lat: list[float] = []
     first = last = 0.0
-    done = threading.Event()
-
-    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        nonlocal first, last
+    rest = b""
+    while len(seen) < want:
+        chunk = os.read(sub.stdout.fileno(), 1 << 16)
+        if not chunk:
+            break
         now_ms = time.monotonic() * 1000
-        e = json.loads(msg.payload)
-        if e["key"] in seen:
-            return
-        seen.add(e["key"])
-        # the writer put its monotonic clock (ms, mod 2^32) in the node uptime
-        lat.append((now_ms - e["uptime_ms"]) % (1 << 32))
-        if len(seen) == 1:
-            first = time.monotonic()
-        last = time.monotonic()
-        if len(seen) >= want:
-            done.set()
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            e = json.loads(line)
+            if "probe" in e:
+                probing.set()
+                ready.set()
+                continue
+            if e["key"] in seen:
+                continue
+            seen.add(e["key"])
+            # the writer put its monotonic clock (ms, mod 2^32) in the node uptime
+            lat.append((now_ms - e["uptime_ms"]) % (1 << 32))
+            if len(seen) == 1:
+                first = time.monotonic()
+            last = time.monotonic()
+    sub.terminate()
+    sub.wait()
+    out.put({"count": len(seen), "seconds": last - first, "latency_ms": lat})
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{os.getpid()}")
-    c.on_message = on_message
-    c.on_connect = lambda cl, *_: (cl.subscribe("tinyml/bench/+/event", qos=1), ready.set())
+
+def _probe(port: int, seen: threading.Event) -> None:
+    """Publishes a marker until the subscriber has it: then its subscription is live."""
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{os.getpid()}")
     c.connect("127.0.0.1", port)
     c.loop_start()
-    done.wait(600)
+    while not seen.wait(0.2):
+        c.publish("tinyml/bench/probe/event", '{"probe":1}', qos=1)
     c.loop_stop()
-    out.put({"count": len(seen), "seconds": last - first, "latency_ms": lat})
+    c.disconnect()
 
 
 def write_all(fd: int, data: bytes | bytearray) -> None:

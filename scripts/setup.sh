@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian/Raspberry Pi OS machine for the demo and the tests:
-# system packages (compilers, Mosquitto, openssl for the TLS tests) and a project virtualenv in .venv.
+# system packages (compilers, Mosquitto and its command-line clients for the benchmarks, openssl for the TLS tests) and a project virtualenv in .venv.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential make python3-venv mosquitto openssl gcc-arm-none-eabi libnewlib-arm-none-eabi)
+APT_PACKAGES=(build-essential make python3-venv mosquitto mosquitto-clients openssl gcc-arm-none-eabi libnewlib-arm-none-eabi)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

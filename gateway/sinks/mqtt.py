@@ -20,6 +20,7 @@ import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.backoff import backoff_s
+from gateway.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ class MqttSession:
         self.connects = 0
         self.last_error: str | None = None
         self.subscribe_refused = 0
+        self.publish_refused = 0
         self.first_attempt_done = asyncio.Event()
+        self._refused_log = RateLimitedLog(log, 60.0)
 
     def client(self) -> aiomqtt.Client:
         link = self.link
@@ -102,7 +105,9 @@ class MqttSession:
             keepalive=link.keepalive_s,
             tls_context=tls,
             tls_insecure=link.tls_insecure if tls else None,
-            max_inflight_messages=link.max_inflight,
+            # 0: no cap inside paho. The sinks' publishers bound what is in flight, and
+            # paho's own cap walks its whole table of outgoing messages on every PUBACK.
+            max_inflight_messages=0,
             max_queued_outgoing_messages=0,
             clean_session=None if link.v5 else True,
             timeout=30,
@@ -132,6 +137,20 @@ class MqttSession:
                     sub.topic,
                     value,
                 )
+
+    def refused(self, topic: str, code: int) -> None:
+        """An MQTT 5 broker acknowledged a publish with a failure code: count it, say so."""
+        self.publish_refused += 1
+        self._refused_log.warning(
+            f"{self.name}:refused",
+            "%s: %s:%d refused a message on %s (code %#x) and will not pass it on; "
+            "check the broker's ACL for this client",
+            self.name,
+            self.link.host,
+            self.link.port,
+            topic,
+            code,
+        )
 
     async def run(
         self,
@@ -204,4 +223,5 @@ class MqttSession:
             "connects": self.connects,
             "last_error": self.last_error,
             "subscribe_refused": self.subscribe_refused,
+            "publish_refused": self.publish_refused,
         }

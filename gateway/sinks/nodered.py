@@ -26,7 +26,7 @@ from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Record, RecordKind, parse_node_id
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.mqtt import MqttSession, Subscription
-from gateway.sinks.window import ConfirmWindow
+from gateway.sinks.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +107,18 @@ class NodeRedSink:
     async def _deliver(self, client: aiomqtt.Client) -> None:
         """One message per record, up to ``window`` in flight, confirmed in order."""
         after = self.delivery.confirmed
-        async with asyncio.TaskGroup() as tg:
-            window = ConfirmWindow(tg, self._window)
+        confirm = self.delivery.confirm
+        with Publisher(client, self._window, refused=self.session.refused) as pub:
             while True:
                 records = await self.delivery.next_batch(after)
                 after = records[-1].id
                 for r in records:
-                    publish = client.publish(
-                        self.topic(r), self.payload(r), qos=1, retain=r.kind in _RETAINED
+                    await pub.publish(
+                        self.topic(r),
+                        self.payload(r),
+                        functools.partial(confirm, r.id, 1),
+                        retain=r.kind in _RETAINED,
                     )
-                    await window.add(publish, functools.partial(self.delivery.confirm, r.id, 1))
 
     # ---- commands ------------------------------------------------------------------
 

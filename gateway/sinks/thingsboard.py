@@ -41,6 +41,7 @@ from gateway.nodes import LiveNode, NodeRegistry
 from gateway.protocol import Info, decode
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.mqtt import MqttSession, Subscription
+from gateway.sinks.publisher import Publisher
 from gateway.sinks.ratelimit import RateLimit, acquire
 from gateway.sinks.tb_payload import (
     DistinctTs,
@@ -52,7 +53,6 @@ from gateway.sinks.tb_payload import (
     record_is_telemetry,
     telemetry_values,
 )
-from gateway.sinks.window import ConfirmWindow
 
 log = logging.getLogger(__name__)
 
@@ -344,15 +344,15 @@ class ThingsBoardSink:
     async def _deliver(self, client: aiomqtt.Client) -> None:
         """Publishes in outbox order with up to ``window`` in flight; confirms in order."""
         after = self.delivery.confirmed
-        async with asyncio.TaskGroup() as tg:
-            window = ConfirmWindow(tg, self._limits.window)
+        with Publisher(client, self._limits.window, refused=self.session.refused) as window:
             while True:
                 records = await self.delivery.next_batch(after)
                 after = records[-1].id
                 for pub in self._plan(records):
                     if pub.topic is not None:
                         await acquire(self._limits.costs(pub))
-                    await window.add(self._publish(client, pub), functools.partial(self._done, pub))
+                        self._c["thingsboard_publishes"] += 1
+                    await window.publish(pub.topic, pub.payload, functools.partial(self._done, pub))
 
     async def _publish(self, client: aiomqtt.Client, pub: _Pub) -> None:
         if pub.topic is not None:

@@ -1,0 +1,54 @@
+"""Pins the third-party internals the gateway relies on, so an upgrade that changes them
+fails here first instead of in the field.
+
+gateway/sinks/publisher.py publishes through aiomqtt's paho client and shares paho's
+``on_publish`` callback with aiomqtt.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+
+async def test_aiomqtt_keeps_its_paho_client_in_underscore_client() -> None:
+    client = aiomqtt.Client("127.0.0.1", 1, max_inflight_messages=0)
+    assert isinstance(client._client, paho.Client)
+    # the publisher chains to aiomqtt's handler for the ids it did not start
+    assert client._client.on_publish == client._on_publish
+    assert list(inspect.signature(client._on_publish).parameters) == [
+        "client",
+        "userdata",
+        "mid",
+        "reason_code",
+        "properties",
+    ]
+    # aiomqtt speaks to paho through the version-2 callback API (five-argument on_publish)
+    assert client._client._callback_api_version == paho.CallbackAPIVersion.VERSION2
+
+
+def test_paho_publish_returns_rc_and_mid() -> None:
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    info = c.publish("t", b"x", 1, False)
+    assert isinstance(info, paho.MQTTMessageInfo)
+    assert isinstance(info.rc, int) and isinstance(info.mid, int)
+    assert info.rc == paho.MQTT_ERR_NO_CONN  # not connected: a failure code, never an exception
+
+
+def test_paho_has_no_inflight_cap_at_zero() -> None:
+    # MqttSession passes 0 so paho never walks its outgoing table per PUBACK
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    c.max_inflight_messages_set(0)
+    assert c._max_inflight_messages == 0
+    src = inspect.getsource(paho.Client._do_on_publish)
+    assert "if self._max_inflight_messages > 0:" in src
+
+
+def test_reason_codes_say_failure_from_0x80() -> None:
+    assert ReasonCode(PacketTypes.PUBACK, identifier=0x87).is_failure
+    assert not ReasonCode(PacketTypes.PUBACK, identifier=0x10).is_failure  # no subscribers
+    assert not ReasonCode(PacketTypes.PUBACK, identifier=0).is_failure

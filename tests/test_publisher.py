@@ -24,15 +24,8 @@ def _session(broker: Mosquitto, protocol: str = "3.1.1") -> MqttSession:
     return MqttSession("test", link)
 
 
-@pytest.fixture
-def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
-    b = Mosquitto(tmp_path)
-    b.start()
-    yield b
-    b.stop()
-
-
-async def test_confirms_in_start_order_within_the_window(broker: Mosquitto) -> None:
+async def test_confirms_in_start_order_within_the_window(mosquitto: Mosquitto) -> None:
+    broker = mosquitto
     sub = Collector(broker, "t/#")
     await sub.start()
     done: list[int] = []
@@ -51,7 +44,8 @@ async def test_confirms_in_start_order_within_the_window(broker: Mosquitto) -> N
     await sub.stop()
 
 
-async def test_aiomqtt_publishes_still_complete_alongside(broker: Mosquitto) -> None:
+async def test_aiomqtt_publishes_still_complete_alongside(mosquitto: Mosquitto) -> None:
+    broker = mosquitto
     async with _session(broker).client() as client:
         with Publisher(client, 50) as pub:
             started = [pub.publish("a", b"x") for _ in range(100)]
@@ -91,7 +85,8 @@ async def test_a_refused_publish_is_counted_and_logged_not_retried(
         broker.stop()
 
 
-async def test_a_lost_connection_raises_and_confirms_nothing_more(broker: Mosquitto) -> None:
+async def test_a_lost_connection_raises_and_confirms_nothing_more(mosquitto: Mosquitto) -> None:
+    broker = mosquitto
     done: list[int] = []
     with pytest.raises((aiomqtt.MqttError, ExceptionGroup)):
         async with _session(broker).client() as client:

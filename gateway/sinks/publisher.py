@@ -7,9 +7,9 @@ re-sends from the first unconfirmed message.
 
 Why not ``aiomqtt.Client.publish()`` for this: it waits on an event per message
 behind a timeout and scans every pending call on each publish; with a task per
-message to keep several in flight that cost about 140 µs of CPU per message on
-the reference machine, against about 45 µs for paho's own ``publish()`` with the
-PUBACK taken from paho's ``on_publish`` callback (docs/decisions.md). aiomqtt
+message to keep several in flight that costs 90-115 µs of CPU per message on
+the reference machine, against 45-50 µs for paho's own ``publish()`` with the
+PUBACK taken from paho's ``on_publish`` callback (bench/bench_mqtt_client.py). aiomqtt
 still owns the connection, and its own publishes (health, command answers)
 keep working: acknowledgements for message ids this publisher did not start
 go on to aiomqtt's handler. ``tests/test_conformance.py`` pins the aiomqtt and

@@ -329,7 +329,8 @@ class ThingsBoardSink:
         """Waits for the budget, then publishes and waits for the PUBACK."""
         if pub.topic is not None:
             await acquire(self._limits.costs(pub))
-        await self._publish(client, pub)
+            await client.publish(pub.topic, pub.payload, qos=1)
+            self._c["thingsboard_publishes"] += 1
 
     async def _publish_health(self, client: aiomqtt.Client) -> None:
         attrs = {"gateway": self._gw, "version": __version__, "started": self._health.started_ms}
@@ -351,15 +352,12 @@ class ThingsBoardSink:
                 for pub in self._plan(records):
                     if pub.topic is not None:
                         await acquire(self._limits.costs(pub))
-                        self._c["thingsboard_publishes"] += 1
                     await window.publish(pub.topic, pub.payload, functools.partial(self._done, pub))
 
-    async def _publish(self, client: aiomqtt.Client, pub: _Pub) -> None:
-        if pub.topic is not None:
-            await client.publish(pub.topic, pub.payload, qos=1)
-            self._c["thingsboard_publishes"] += 1
-
     def _done(self, pub: _Pub) -> None:
+        """Runs once the PUBACK for ``pub`` and for every earlier publish is in."""
+        if pub.topic is not None:
+            self._c["thingsboard_publishes"] += 1
         if pub.marks:
             self._ts.confirm(pub.marks)
         if pub.upto is not None:

@@ -27,6 +27,29 @@ class NodeMeta:
     labels: tuple[str, ...] = ()
 
 
+def dumps(obj: Any) -> str:
+    """Compact JSON text; raises ValueError for NaN or infinity, which JSON has no form for.
+
+    Every payload a sink sends goes through here, so a value that slipped past
+    the decoder's range rules fails one record's rendering instead of reaching
+    a consumer as ``NaN``.
+    """
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str | bytes | bytearray) -> Any:
+    """JSON from a peer, refusing ``NaN`` and ``Infinity`` (json.loads takes them by default).
+
+    What a command carries (its ``id``) comes back in the answer, which
+    :func:`dumps` must be able to render.
+    """
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def dedup_key(node_id: int, boot_id: int, seq: int) -> str:
     return f"{node_hex(node_id)}:{boot_id}:{seq}"
 

@@ -243,6 +243,17 @@ class Ingest:
         if h.type in (MsgType.COMMAND, MsgType.ACK):
             self.c["rejected_wrong_direction"] += 1
             return
+        if msg.sanitised:
+            # stored as sent; every reader decodes it with the same replacements
+            self.c["values_sanitised"] += len(msg.sanitised)
+            self._bad.warning(
+                f"sanitised:{h.node_id}",
+                "node %s on %s sent a %s with values the protocol rules out: %s",
+                node_hex(h.node_id),
+                item.port,
+                h.type.name,
+                "; ".join(msg.sanitised),
+            )
         self._touch(batch, node)
         node.last_seen = now
         node.transport, node.port = item.transport, item.port

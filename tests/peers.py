@@ -203,14 +203,29 @@ def config_data(
 
 @contextlib.asynccontextmanager
 async def running(cfg: Config) -> AsyncIterator[Gateway]:
+    """The gateway in this process, READY and reading every configured port that exists.
+
+    Waiting for the ports matters: the serial source drops what was written before
+    it opened a port (as a UART would), so nodes started earlier could lose their
+    first messages, and with a small ring more than that.
+    """
     gw = await build(cfg)
     task = asyncio.create_task(serve(gw))
     try:
         await asyncio.wait_for(gw.ready.wait(), 30)
+        await asyncio.wait_for(_listening(gw), 30)
         yield gw
     finally:
         gw.stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def _listening(gw: Gateway) -> None:
+    paths = [s.cfg.path for s in gw.sources if os.path.exists(s.cfg.path)]
+    ports = {p: st for src in gw.sources for p, st in src.ports.items()}
+    while not all(p in ports and ports[p].open for p in paths):
+        await asyncio.sleep(0.01)
+        ports = {p: st for src in gw.sources for p, st in src.ports.items()}
 
 
 def env_without_coverage() -> dict[str, str]:

@@ -55,7 +55,8 @@ def windows(draw: st.DrawFn) -> FeatureWindow:
     n = 1
     for d in dims:
         n *= d
-    scale = draw(st.floats(width=32, allow_nan=False, allow_infinity=False))
+    # the specification's range: positive and finite (others: test_ruled_out_values_*)
+    scale = draw(st.floats(min_value=0, exclude_min=True, width=32, allow_infinity=False))
     return FeatureWindow(
         dims, scale, draw(st.integers(-128, 127)), draw(st.binary(min_size=n, max_size=n))
     )
@@ -65,7 +66,7 @@ bodies: st.SearchStrategy[Body] = st.one_of(
     st.builds(
         Event, u32, u8, u16, u32, st.lists(u16, max_size=32).map(tuple), st.none() | windows()
     ),
-    st.builds(Heartbeat, u16, st.integers(-32768, 32767), u32, u32, u32, u16),
+    st.builds(Heartbeat, u16, st.integers(-27315, 32767) | st.just(-32768), u32, u32, u32, u16),
     st.builds(
         Info,
         u8,
@@ -275,3 +276,45 @@ def test_reassembler_reports_loss_and_recovers() -> None:
     for bad in (b"", b"\x01\x80"):
         with pytest.raises(ProtocolError):
             r.push(bad)
+
+
+@given(
+    st.floats(width=32),  # every f32 the wire can carry: NaN, both infinities, zero, negatives
+    st.lists(st.integers(0, 3), min_size=1, max_size=3).map(tuple),
+    st.integers(-32768, 32767),
+)
+def test_ruled_out_values_are_replaced_by_the_decoder(
+    scale: float, dims: tuple[int, ...], temperature: int
+) -> None:
+    n = 1
+    for d in dims:
+        n *= d
+    window = FeatureWindow(dims, scale, 0, bytes(n))
+    event = decode(encode(Event(1, 0, 2, 3, (), window), node_id=1, boot_id=1, seq=1, uptime_ms=1))
+    usable = scale > 0 and scale != float("inf") and n > 0  # NaN fails "scale > 0"
+    assert isinstance(event.body, Event)
+    if usable:
+        assert event.body.window == window and event.sanitised == ()
+    else:
+        assert event.body.window is None
+        assert len(event.sanitised) == 1 and "window left out" in event.sanitised[0]
+    assert (event.body.label, event.body.score, event.body.inference_us) == (0, 2, 3)
+
+    hb = decode(
+        encode(Heartbeat(1, temperature, 3, 4, 5, 6), node_id=1, boot_id=1, seq=1, uptime_ms=1)
+    )
+    assert isinstance(hb.body, Heartbeat)
+    if temperature >= -27315 or temperature == -32768:
+        assert hb.body.temperature_cdeg == temperature and hb.sanitised == ()
+    else:
+        assert hb.body.temperature_cdeg == -32768 and "absolute zero" in hb.sanitised[0]
+    assert hb.body.retx_floor == 5
+
+
+def test_ruled_out_values_reach_no_reader_through_the_stream_decoder() -> None:
+    bad = Event(1, 0, 2, 3, (), FeatureWindow((2,), float("nan"), 0, bytes(2)))
+    raw = encode(bad, node_id=1, boot_id=1, seq=1, uptime_ms=1)
+    [msg] = FrameDecoder().feed(encode_frame(raw))
+    assert isinstance(msg.body, Event) and msg.body.window is None
+    assert msg.raw == raw  # stored as sent; decoding it again gives the same cleaned body
+    assert decode(msg.raw).body == msg.body

@@ -8,13 +8,13 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.fields import dumps
 from gateway.sinks.ratelimit import RateLimit
 from gateway.sinks.tb_payload import (
     TS_JUMP_BACK_MS,
     DistinctTs,
     TelemetryPacker,
     clean,
-    dumps,
     entry,
     flatten,
     telemetry_values,
@@ -86,7 +86,7 @@ def test_packed_payloads_never_exceed_the_size_and_parse_back(
     packer = TelemetryPacker(max_bytes, None, None)
     payloads, sent = [], []
     for i, (device, n) in enumerate(items):
-        text = entry(T + i, {f"k{j}": j for j in range(n)})
+        text = entry(T + i, dumps({f"k{j}": j for j in range(n)}))
         name = dumps(device)
         if len(text) + len(name) + 5 > max_bytes:
             continue  # the sink refuses such an entry on its own
@@ -107,11 +107,11 @@ def test_packed_payloads_never_exceed_the_size_and_parse_back(
 
 def test_batching_off_means_one_entry_per_publish_and_points_are_capped() -> None:
     one = TelemetryPacker(10_000, None, 1)
-    one.add('"d"', entry(T, {"a": 1}), 1)
-    assert not one.fits('"d"', entry(T + 1, {"a": 1}), 1)
+    one.add('"d"', entry(T, dumps({"a": 1})), 1)
+    assert not one.fits('"d"', entry(T + 1, dumps({"a": 1})), 1)
     capped = TelemetryPacker(10_000, 5, None)
-    capped.add('"d"', entry(T, {"a": 1, "b": 2, "c": 3}), 3)
-    assert not capped.fits('"d"', entry(T + 1, {"a": 1, "b": 2, "c": 3}), 3)
+    capped.add('"d"', entry(T, dumps({"a": 1, "b": 2, "c": 3})), 3)
+    assert not capped.fits('"d"', entry(T + 1, dumps({"a": 1, "b": 2, "c": 3})), 3)
 
 
 def test_rate_limit_buckets_refill_at_the_stated_rate() -> None:

@@ -109,8 +109,8 @@ async def test_devices_attributes_and_telemetry(tmp_path: Path, tb, pty) -> None
     cfg = _config(
         tmp_path, [link.path], tb_section(broker), nodes={node_hex(A): {"name": "press-1"}}
     )
-    sim = asyncio.create_task(runner.run(until_acked=True))
     async with running(cfg):
+        sim = asyncio.create_task(runner.run(until_acked=True))
         await checker.wait_for(
             lambda: (
                 len(_seqs(checker, "press-1")) >= 200 and len(_seqs(checker, node_hex(B))) >= 200
@@ -151,8 +151,8 @@ async def test_a_burst_in_one_millisecond_keeps_every_event(tmp_path: Path, tb, 
     node = SimulatedNode(A, ring_size=1000, retx_timeout_ms=1000)
     runner = NodeRunner(link, [node], rate_hz=1e7, count=500, tick_s=0.05)
     cfg = _config(tmp_path, [link.path], tb_section(broker))
-    sim = asyncio.create_task(runner.run(until_acked=True))
     async with running(cfg):
+        sim = asyncio.create_task(runner.run(until_acked=True))
         await checker.wait_for(lambda: len(_seqs(checker, node_hex(A))) >= 500)
     await sim
     assert checker.violations == []
@@ -274,10 +274,13 @@ async def test_server_limits_are_honoured(tmp_path: Path, tb, pty) -> None:  # t
         "rateLimits": {"telemetryDataPoints": "300:1"},
     }
     link = pty()
-    runner = NodeRunner(link, [SimulatedNode(A), SimulatedNode(B)], rate_hz=200, count=300)
+    # rings that hold every event: what is tested is delivery under the limits, so no
+    # event may be lost at a node whose ACKs come late
+    nodes = [SimulatedNode(n, ring_size=300) for n in (A, B)]
+    runner = NodeRunner(link, nodes, rate_hz=200, count=300)
     cfg = _config(tmp_path, [link.path], tb_section(broker, publish_budget=""))
-    sim = asyncio.create_task(runner.run(until_acked=True))
     async with running(cfg) as gw:
+        sim = asyncio.create_task(runner.run(until_acked=True))
         await checker.wait_for(
             lambda: (
                 len(_seqs(checker, node_hex(A))) >= 300 and len(_seqs(checker, node_hex(B))) >= 300

@@ -6,8 +6,10 @@ Pure: no I/O, no asyncio, no third-party imports. ``decode`` raises
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from gateway.protocol.constants import (
     MAX_WINDOW_RANK,
     MODEL_HASH_SIZE,
     PROTOCOL_VERSION,
+    TEMPERATURE_UNKNOWN,
     MsgType,
 )
 from gateway.protocol.errors import ProtocolError, Reason
@@ -40,6 +43,7 @@ _COMMAND_HEAD: Final = struct.Struct("<HBB")
 _COMMAND_ACK_HEAD: Final = struct.Struct("<HBBB")
 _ACK: Final = struct.Struct("<II")
 _WINDOW_TAIL: Final = struct.Struct("<fb")
+TEMPERATURE_MIN_CDEG: Final = -27315  # absolute zero, in 0.01 degC
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,8 @@ class Message:
     body: Body
     tag: bytes | None = None
     raw: bytes = field(default=b"", repr=False, compare=False)
+    # what the decoder replaced because the specification rules it out (see sanitise)
+    sanitised: tuple[str, ...] = field(default=(), compare=False)
 
 
 def _bad(detail: str) -> ProtocolError:
@@ -362,6 +368,35 @@ def _encode_body(body: Body, out: bytearray) -> None:
             _enc_ack(body, out)
 
 
+# ---- value ranges ------------------------------------------------------------
+# docs/protocol.md, "Value ranges". decode() applies these to every message, so
+# every reader (the pipeline, each sink decoding a stored record again) sees the
+# same cleaned body and nothing downstream meets a NaN, an infinity or a
+# temperature below absolute zero. Each rule leaves out only the field it cannot
+# trust: refusing a whole EVENT for a bad optional window would lose the node's
+# inference result with it.
+
+
+def window_problem(w: FeatureWindow) -> str | None:
+    """Why a feature window cannot be used, or None when it can."""
+    if not math.isfinite(w.scale) or w.scale <= 0:
+        return f"quantisation scale {w.scale!r} is not a positive finite number"
+    if not w.data:
+        return f"dims {w.dims} hold no values"
+    return None
+
+
+def sanitise(body: Body) -> tuple[Body, tuple[str, ...]]:
+    """The body with ruled-out values replaced, and one note per replacement."""
+    match body:
+        case Event(window=FeatureWindow() as w) if (problem := window_problem(w)) is not None:
+            return dataclasses.replace(body, window=None), (f"window left out: {problem}",)
+        case Heartbeat(temperature_cdeg=t) if t < TEMPERATURE_MIN_CDEG and t != TEMPERATURE_UNKNOWN:
+            note = f"temperature {t / 100} degC is below absolute zero: reported as not measured"
+            return dataclasses.replace(body, temperature_cdeg=TEMPERATURE_UNKNOWN), (note,)
+    return body, ()
+
+
 # ---- messages ----------------------------------------------------------------
 
 
@@ -406,7 +441,11 @@ def encode(
 
 
 def decode(raw: bytes) -> Message:
-    """Decodes one whole message (no CRC). Trailing unknown payload bytes are ignored."""
+    """Decodes one whole message (no CRC). Trailing unknown payload bytes are ignored.
+
+    Values the specification rules out are replaced (:func:`sanitise`) and
+    listed in ``Message.sanitised``.
+    """
     n = len(raw)
     if n < HEADER_SIZE:
         raise ProtocolError(Reason.TOO_SHORT, f"{n} bytes, a header is {HEADER_SIZE}")
@@ -425,9 +464,9 @@ def decode(raw: bytes) -> Message:
             raise ProtocolError(Reason.TOO_SHORT, "message shorter than its tag")
         payload = raw[:-AUTH_TAG_SIZE]
         tag = raw[-AUTH_TAG_SIZE:]
-    body = _DECODERS[msg_type](payload, HEADER_SIZE)
+    body, notes = sanitise(_DECODERS[msg_type](payload, HEADER_SIZE))
     header = Header(msg_type, node_id, boot_id, seq, uptime_ms, flags, version)
-    return Message(header, body, tag, raw)
+    return Message(header, body, tag, raw, notes)
 
 
 def verify(message: Message, key: bytes) -> bool:

@@ -88,8 +88,10 @@ class MqttSession:
         self.last_error: str | None = None
         self.subscribe_refused = 0
         self.publish_refused = 0
+        self.failures = 0  # unexpected exceptions in the bridge, each survived by reconnecting
         self.first_attempt_done = asyncio.Event()
         self._refused_log = RateLimitedLog(log, 60.0)
+        self._failures_logged: set[str] = set()
 
     def client(self) -> aiomqtt.Client:
         link = self.link
@@ -213,9 +215,30 @@ class MqttSession:
                         exc,
                     )
                 attempt += 1
+            except* Exception as group:  # noqa: BLE001 (see below)
+                # A bug in the bridge, not a peer's doing. The connection is made again
+                # after a backoff, so it never stops the other bridge or the pipeline.
+                self._failed(group.exceptions[0])
+                delay = backoff_s(attempt, self.link.reconnect_max_s)
+                attempt += 1
             finally:
                 self.connected = False
             await asyncio.sleep(delay)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        kind = type(exc).__name__
+        first = kind not in self._failures_logged
+        self._failures_logged.add(kind)
+        log.error(
+            "%s: unexpected %s (%s); reconnecting with backoff (%d so far)",
+            self.name,
+            kind,
+            exc,
+            self.failures,
+            exc_info=exc if first else None,  # the traceback once: it is for a bug report
+        )
 
     def health(self) -> dict[str, Any]:
         return {
@@ -224,4 +247,5 @@ class MqttSession:
             "last_error": self.last_error,
             "subscribe_refused": self.subscribe_refused,
             "publish_refused": self.publish_refused,
+            "failures": self.failures,
         }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +19,14 @@ from typing import Any
 import aiomqtt
 
 from gateway.commands import CommandRouter
-from gateway.fields import NodeMeta, record_fields
+from gateway.fields import NodeMeta, dumps, loads, record_fields
 from gateway.health import Health
 from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Record, RecordKind, parse_node_id
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.mqtt import MqttSession, Subscription
 from gateway.sinks.publisher import Publisher
+from gateway.sinks.skip import Unrenderable
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class NodeRedSink:
         self._health_interval_s = health_interval_s
         self._bad = bad_input
         self._window = session.link.max_inflight
+        self._unrenderable = Unrenderable(self.name, health, bad_input)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -69,7 +70,7 @@ class NodeRedSink:
 
     def will(self) -> aiomqtt.Will:
         return aiomqtt.Will(
-            self.status_topic, json.dumps(self._health.offline_payload()), qos=1, retain=True
+            self.status_topic, dumps(self._health.offline_payload()), qos=1, retain=True
         )
 
     def topic(self, record: Record) -> str:
@@ -77,7 +78,7 @@ class NodeRedSink:
 
     def payload(self, record: Record) -> bytes:
         fields = record_fields(record, self._gw, self._meta(record.node_id))
-        return json.dumps(fields, separators=(",", ":")).encode()
+        return dumps(fields).encode()
 
     async def run(self) -> None:
         await self.delivery.start()
@@ -100,7 +101,7 @@ class NodeRedSink:
 
     async def _publish_health(self, client: aiomqtt.Client) -> None:
         while True:
-            body = json.dumps(self._health.payload(), separators=(",", ":"))
+            body = dumps(self._health.payload())
             await client.publish(self.status_topic, body, qos=1, retain=True)
             await asyncio.sleep(self._health_interval_s)
 
@@ -113,9 +114,13 @@ class NodeRedSink:
                 records = await self.delivery.next_batch(after)
                 after = records[-1].id
                 for r in records:
+                    payload = self._unrenderable.render(r, self.payload)
+                    if payload is None:  # passed over in order, not counted as delivered
+                        await pub.publish(None, b"", functools.partial(confirm, r.id, 0))
+                        continue
                     await pub.publish(
                         self.topic(r),
-                        self.payload(r),
+                        payload,
                         functools.partial(confirm, r.id, 1),
                         retain=r.kind in _RETAINED,
                     )
@@ -133,7 +138,7 @@ class NodeRedSink:
         result = await self._handle(node_text, raw)
         topic = f"{self._base}/{node_text}/cmd/ack"
         try:
-            await client.publish(topic, json.dumps(result.as_json()), qos=1)
+            await client.publish(topic, dumps(result.as_json()), qos=1)
         except aiomqtt.MqttError as exc:
             log.info("mqtt: command answer for %s not sent: %s", node_text, exc)
 
@@ -143,7 +148,7 @@ class NodeRedSink:
         except ValueError as exc:
             return CommandResult(None, False, "bad_request", error=str(exc))
         try:
-            body = json.loads(raw)
+            body = loads(raw)
         except (ValueError, TypeError) as exc:
             self._health.counters["commands_bad_json"] += 1
             self._bad.warning(

@@ -10,7 +10,6 @@ filter and a few value forms differ here.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -27,11 +26,6 @@ _I64: Final = 1 << 63
 # A jump back by more than this restarts the device's clock instead of bumping past it
 TS_JUMP_BACK_MS: Final = 60_000
 TELEMETRY_KINDS: Final = frozenset({RecordKind.EVENT, RecordKind.HEARTBEAT, RecordKind.LOG})
-
-
-def dumps(obj: Any) -> str:
-    # allow_nan=False: a NaN that slipped through raises here instead of reaching the server
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
 def clean(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,8 +163,9 @@ class TelemetryPacker:
         return self.entries > 0
 
 
-def entry(ts: int, values: Mapping[str, Any]) -> str:
-    return dumps({"ts": ts, "values": values})
+def entry(ts: int, values_json: str) -> str:
+    """One telemetry entry from values already rendered (``dumps``) as JSON text."""
+    return f'{{"ts":{ts},"values":{values_json}}}'
 
 
 def record_is_telemetry(record: Record) -> bool:

@@ -33,7 +33,7 @@ import aiomqtt
 from gateway import __version__
 from gateway.commands import CommandRouter
 from gateway.config import ThingsBoardSection, parse_rate_limits
-from gateway.fields import record_fields
+from gateway.fields import dumps, loads, record_fields
 from gateway.health import Health
 from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Record, RecordKind, node_hex
@@ -43,10 +43,10 @@ from gateway.sinks.delivery import Delivery
 from gateway.sinks.mqtt import MqttSession, Subscription
 from gateway.sinks.publisher import Publisher
 from gateway.sinks.ratelimit import RateLimit, acquire
+from gateway.sinks.skip import Unrenderable
 from gateway.sinks.tb_payload import (
     DistinctTs,
     TelemetryPacker,
-    dumps,
     entry,
     flatten,
     node_attributes,
@@ -200,6 +200,7 @@ class ThingsBoardSink:
         self._limits_answer: tuple[str, asyncio.Future[Any]] | None = None
         self._attr_requests: dict[int, str] = {}  # request id -> the shared key asked for
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unrenderable = Unrenderable(self.name, health, bad_input)
 
     # ---- devices -------------------------------------------------------------------
 
@@ -368,12 +369,14 @@ class ThingsBoardSink:
         lim = self._limits
         packer = TelemetryPacker(lim.max_bytes, lim.max_points, None if self._cfg.batching else 1)
         out: list[_Pub] = []
-        carry: list[int] = [0, 0]  # last record id not yet confirmed by a publish, and count
+        # the last record id not yet confirmed by a publish (0: none), and how many of
+        # the records up to it were delivered (those passed over are not)
+        carry: list[int] = [0, 0]
         marks: dict[str, int] = {}
         points: dict[str, int] = collections.Counter()
 
         def take(pub: _Pub) -> _Pub:
-            if carry[1]:
+            if carry[0]:
                 pub.upto, pub.count = carry
                 carry[:] = [0, 0]
             return pub
@@ -393,34 +396,46 @@ class ThingsBoardSink:
                 flush()
                 out.extend(self._announce(r.node_id))
             if record_is_telemetry(r):
-                self._pack(r, name, packer, marks, points, flush)
-                carry[:] = [r.id, carry[1] + 1]
+                values = self._unrenderable.render(r, self._values_json)
+                if values is not None:
+                    self._pack(r, name, values, packer, marks, points, flush)
+                carry[:] = [r.id, carry[1] + (values is not None)]
+                continue
+            pubs = self._unrenderable.render(r, functools.partial(self._control, name=name))
+            if pubs is None:
+                carry[0] = r.id
                 continue
             flush()
             carry[:] = [r.id, carry[1] + 1]
-            out.extend(take(p) if i == 0 else p for i, p in enumerate(self._control(r, name)))
+            out.extend(take(p) if i == 0 else p for i, p in enumerate(pubs))
         flush()
-        if carry[1]:
+        if carry[0]:
             out.append(take(_Pub(None)))
         return out
+
+    def _values_json(self, r: Record) -> tuple[str, int]:
+        """The record's telemetry values as JSON text, and how many (0: nothing to send)."""
+        values = telemetry_values(
+            record_fields(r, self._gw, self._registry.meta(r.node_id)), self._fields
+        )
+        return dumps(values), len(values)
 
     def _pack(
         self,
         r: Record,
         name: str,
+        values: tuple[str, int],
         packer: TelemetryPacker,
         marks: dict[str, int],
         points: dict[str, int],
         flush: Callable[[], None],
     ) -> None:
-        values = telemetry_values(
-            record_fields(r, self._gw, self._registry.meta(r.node_id)), self._fields
-        )
-        if not values:
+        values_json, n_values = values
+        if not n_values:
             return
         key = node_hex(r.node_id)
         ts = self._ts.stamp(key, r.ts_ms)
-        text, name_json = entry(ts, values), dumps(name)
+        text, name_json = entry(ts, values_json), dumps(name)
         if len(text) + len(name_json) + 5 > packer.max_bytes:
             self._c["thingsboard_oversize"] += 1
             log.warning(
@@ -432,13 +447,13 @@ class ThingsBoardSink:
                 len(text),
             )
             return
-        if not packer.fits(name_json, text, len(values)):
+        if not packer.fits(name_json, text, n_values):
             flush()
-        packer.add(name_json, text, len(values))
+        packer.add(name_json, text, n_values)
         marks[key] = ts
-        points[name] += len(values)
+        points[name] += n_values
 
-    def _control(self, r: Record, name: str) -> list[_Pub]:
+    def _control(self, r: Record, *, name: str) -> list[_Pub]:
         """INFO and STATUS records: attributes, and connect/disconnect with online state."""
         if r.kind == RecordKind.INFO:
             # INFO says what the node is; STATUS records say whether it is there
@@ -462,7 +477,7 @@ class ThingsBoardSink:
     async def _message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
         try:
-            body = json.loads(message.payload)
+            body = loads(message.payload)
         except (ValueError, TypeError) as exc:
             self._c["thingsboard_bad_json"] += 1
             self._bad.warning(

@@ -62,7 +62,7 @@ def _cases(rng: random.Random) -> list[tuple[str, Body, int, bool]]:
         ),
         ("event_rank4_window_auth", Event(7, 0, 0, 1, (), window), 10, True),
         ("event_zero_window", Event(1, 2, 3, 4, (5,), zeros), 11, False),
-        ("heartbeat_extremes", Heartbeat(65535, -32767, 2**32 - 1, 0, 2**32 - 1, 65535), 11, False),
+        ("heartbeat_extremes", Heartbeat(65535, 32767, 2**32 - 1, 0, 2**32 - 1, 65535), 11, False),
         ("heartbeat_unknown_temp", Heartbeat(0, TEMPERATURE_UNKNOWN, 0, 0, 1, 0), 0, True),
         (
             "info_max_labels",

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import socket
 import sys
@@ -175,13 +176,45 @@ def _update(view: View, topic: str, payload: Any) -> None:
         view.last_command = f"{node} -> {data.get('status')} (id {data.get('id')})"
 
 
-def _render(view: View, gw: Gateway, broker: str, started: float, runners: list[NodeRunner]) -> str:
-    lines = [
+class _Stdout:
+    """Standard output that a closed pipe does not turn into an error.
+
+    ``demo | head`` closes it early, and Ctrl-C on ``demo | tee demo.log`` ends
+    tee too, before the demo prints its last summary.
+    """
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def say(self, text: str) -> None:
+        if self.gone:
+            return
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            self.gone = True
+            # the interpreter flushes stdout once more at exit: let that go nowhere
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+
+def _intro(broker: str) -> list[str]:
+    """What the demo is and where to point Node-RED: the same in both modes."""
+    return [
         "tinyml-gateway demo: simulated TinyML nodes -> serial (pty) -> gateway -> outbox -> MQTT",
-        f"broker  mqtt://{broker}   topics {PREFIX}/{GATEWAY_ID}/<node>/event|heartbeat|info|status"
-        f"   running {time.monotonic() - started:5.0f} s",
+        f"broker  mqtt://{broker}   topics "
+        f"{PREFIX}/{GATEWAY_ID}/<node>/event|heartbeat|info|status",
         f"Node-RED: 'mqtt in' node, server {broker}, topic {PREFIX}/{GATEWAY_ID}/+/event, "
         "output: parsed JSON",
+    ]
+
+
+def _render(view: View, gw: Gateway, broker: str, started: float, runners: list[NodeRunner]) -> str:
+    lines = [
+        *_intro(broker),
+        f"running {time.monotonic() - started:.0f} s",
         "",
         f"{'node':18} {'name':10} {'status':8} {'events':>7} {'last label':14} {'score':>6} "
         f"{'battery':>8}",
@@ -210,60 +243,73 @@ def _summary(view: View, gw: Gateway, runners: list[NodeRunner]) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> None:
+    """Runs the demo; a data folder it made itself is removed however it ends."""
+    temporary = args.data_dir is None
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="tinyml-demo-"))
-    broker = None
-    if args.broker:
-        host, _, port_text = args.broker.rpartition(":")
-        host, port, protocol = host or "127.0.0.1", int(port_text), "5"
-    else:
-        port = args.port or _free_port()
-        if not _port_free(port):
-            port = _free_port()
-        host, protocol = "127.0.0.1", "3.1.1"  # the embedded broker speaks 3.1.1 only
-        broker = await _start_broker(port)
-    nodes = [
-        SimulatedNode(0xA1B2C3D4E5F60000 + i, boot_id=1, heartbeat_period_s=5)
-        for i in range(args.nodes)
-    ]
-    links = [open_pty() for _ in range(min(2, len(nodes)))]
-    runners = [
-        NodeRunner(link, nodes[i :: len(links)], rate_hz=args.rate) for i, link in enumerate(links)
-    ]
-    gw = await build(_config(data_dir, host, port, protocol, links, nodes))
-    remove = install_signals(gw.stop)
-    view = View()
-    started = time.monotonic()
-    tasks = [
-        asyncio.create_task(serve(gw)),
-        *(asyncio.create_task(r.run()) for r in runners),
-        asyncio.create_task(_watch(host, port, protocol, view, nodes)),
-    ]
-    live = sys.stdout.isatty() and not args.plain
     try:
-        deadline = None if args.duration is None else started + args.duration
-        while not gw.stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            await asyncio.sleep(1.0 if live else 5.0)
-            if live:
-                screen = _render(view, gw, f"{host}:{port}", started, runners)
-                sys.stdout.write("\x1b[H\x1b[2J" + screen + "\n")
-            else:
-                sys.stdout.write(_summary(view, gw, runners) + "\n")
-            sys.stdout.flush()
+        await _demo_in(args, data_dir, _Stdout())
     finally:
-        gw.stop.set()
-        await tasks[0]
-        for t in tasks[1:]:
-            t.cancel()
-        await asyncio.gather(*tasks[1:], return_exceptions=True)
-        remove()
-        for link in links:
-            link.close()
-        if broker is not None:
-            with contextlib.suppress(Exception):
-                await broker.shutdown()
-        print(_summary(view, gw, runners))
-        if args.data_dir is None:
+        if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if args.broker:
+            host, _, port_text = args.broker.rpartition(":")
+            host, port, protocol = host or "127.0.0.1", int(port_text), "5"
+        else:
+            port = args.port or _free_port()
+            if not _port_free(port):
+                port = _free_port()
+            host, protocol = "127.0.0.1", "3.1.1"  # the embedded broker speaks 3.1.1 only
+            stack.push_async_callback(_stop_broker, await _start_broker(port))
+        nodes = [
+            SimulatedNode(0xA1B2C3D4E5F60000 + i, boot_id=1, heartbeat_period_s=5)
+            for i in range(args.nodes)
+        ]
+        links = [open_pty() for _ in range(min(2, len(nodes)))]
+        for link in links:
+            stack.callback(link.close)
+        runners = [
+            NodeRunner(link, nodes[i :: len(links)], rate_hz=args.rate)
+            for i, link in enumerate(links)
+        ]
+        gw = await build(_config(data_dir, host, port, protocol, links, nodes))
+        stack.callback(install_signals(gw.stop))
+        view = View()
+        stack.callback(lambda: out.say(_summary(view, gw, runners)))
+        started = time.monotonic()
+        tasks = [
+            asyncio.create_task(serve(gw)),
+            *(asyncio.create_task(r.run()) for r in runners),
+            asyncio.create_task(_watch(host, port, protocol, view, nodes)),
+        ]
+        live = sys.stdout.isatty() and not args.plain
+        if not live:
+            out.say("\n".join([*_intro(f"{host}:{port}"), "Ctrl-C to stop."]))
+        try:
+            deadline = None if args.duration is None else started + args.duration
+            while not gw.stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                await asyncio.sleep(1.0 if live else 5.0)
+                if live:
+                    screen = _render(view, gw, f"{host}:{port}", started, runners)
+                    out.say("\x1b[H\x1b[2J" + screen)
+                else:
+                    out.say(_summary(view, gw, runners))
+                if out.gone:  # nobody is reading any more
+                    break
+        finally:
+            gw.stop.set()
+            await tasks[0]
+            for t in tasks[1:]:
+                t.cancel()
+            await asyncio.gather(*tasks[1:], return_exceptions=True)
+
+
+async def _stop_broker(broker: Any) -> None:
+    with contextlib.suppress(Exception):  # amqtt's own shutdown errors are not the demo's
+        await broker.shutdown()
 
 
 def run_demo(args: argparse.Namespace) -> int:

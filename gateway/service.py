@@ -8,7 +8,6 @@ what is queued; sinks record how far they got; the outbox closes last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -201,10 +200,15 @@ async def _watchdog(enabled: bool) -> None:
 
 
 async def _announce_ready(gw: Gateway, t0: float) -> None:
-    waits = [s.session.first_attempt_done.wait() for s in gw.sinks]
-    if waits:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*waits), READY_WAIT_S)
+    # asyncio.wait, not wait_for(gather(...)): a gather cancelled by an early stop
+    # leaves a future whose CancelledError asyncio reports as never retrieved
+    waits = [asyncio.ensure_future(s.session.first_attempt_done.wait()) for s in gw.sinks]
+    try:
+        if waits:
+            await asyncio.wait(waits, timeout=READY_WAIT_S)
+    finally:
+        for w in waits:
+            w.cancel()
     gw.ready_s = time.monotonic() - t0
     gw.ready.set()
     notify("READY=1\nSTATUS=running")

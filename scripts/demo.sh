@@ -4,5 +4,5 @@
 # Extra arguments go to `tinyml-gateway demo` (e.g. --nodes 8 --rate 2 --duration 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 exec .venv/bin/tinyml-gateway demo "$@"

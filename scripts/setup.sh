@@ -1,29 +1,47 @@
 #!/usr/bin/env bash
-# Prepares a fresh Debian/Raspberry Pi OS machine for the demo and the tests:
-# system packages (compilers, Mosquitto and its command-line clients for the benchmarks, openssl for the TLS tests) and a project virtualenv in .venv.
-# Safe to run again: it installs only what is missing.
+# Prepares a fresh Debian / Raspberry Pi OS machine and the project virtualenv in .venv.
+#
+#   scripts/setup.sh demo   what the demo needs: Python's venv and the package with [demo]
+#   scripts/setup.sh test   what the tests need as well: C compilers, the ARM cross compiler,
+#                           Mosquitto and its clients, openssl; the package with [dev,demo]
+#
+# Safe to run again: it installs only what is missing, and reinstalls the package into
+# .venv only when pyproject.toml changed (the install is editable, so code changes need
+# none). While another package manager holds the apt lock it waits (APT_LOCK_TIMEOUT_S,
+# 300 s by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/apt.sh
 
-APT_PACKAGES=(build-essential make python3-venv mosquitto mosquitto-clients openssl gcc-arm-none-eabi libnewlib-arm-none-eabi)
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  SUDO=""
-  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  echo "setup: installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# The Debian mosquitto package starts a broker on 1883; the tests start their own
-# on free ports and never need that one.
+profile=${1:-test}
+case $profile in
+  demo)
+    packages=(python3-venv)
+    extras=demo
+    ;;
+  test)
+    packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
+      gcc-arm-none-eabi libnewlib-arm-none-eabi)
+    extras=dev,demo
+    ;;
+  *)
+    echo "usage: scripts/setup.sh demo|test" >&2
+    exit 64
+    ;;
+esac
+apt_ensure "${packages[@]}"
+# The Debian mosquitto package starts a broker on 1883; the tests start their own on free
+# ports and never need that one.
 
 PYTHON=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,demo]"
+stamp=.venv/.setup-$profile
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[$extras]"
+  echo "$want" >"$stamp"
+fi
 echo "setup: ready (.venv)"

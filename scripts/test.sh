@@ -3,7 +3,7 @@
 # lint, types, the C library's host tests and ARM size build, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
 
 echo "== ruff"
 .venv/bin/ruff check gateway tests bench

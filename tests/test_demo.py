@@ -1,0 +1,72 @@
+"""``tinyml-gateway demo`` as a newcomer runs it: piped to another program, then Ctrl-C.
+
+The demo runs as a real process with its embedded broker and simulated nodes;
+TMPDIR points at the test's folder, so whether the demo removed its data folder
+can be seen.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.peers import env_without_coverage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start(tmp: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--port", "0", "--nodes", "2", "--rate", "5"],
+        cwd=ROOT,
+        env={**env_without_coverage(), "TMPDIR": str(tmp)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # Ctrl-C reaches the whole pipeline, as in a terminal
+    )
+
+
+def _lines_until(proc: subprocess.Popen[bytes], text: str) -> list[str]:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not any(text in line for line in lines):
+        line = proc.stdout.readline().decode()
+        assert line, f"the demo ended before printing {text!r}: {lines}"
+        lines.append(line)
+    return lines
+
+
+def test_piped_output_explains_the_demo_and_ctrl_c_ends_it_cleanly(tmp_path: Path) -> None:
+    proc = _start(tmp_path)
+    try:
+        lines = _lines_until(proc, "subscriber got")  # the first summary: events flow
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    text = "".join(lines) + out.decode()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "simulated TinyML nodes" in text
+    assert "Node-RED: 'mqtt in' node" in text and "tinyml/demo/+/event" in text
+    assert "Ctrl-C to stop." in text
+    assert "Traceback" not in err.decode()
+    assert list(tmp_path.iterdir()) == []  # its data folder is gone
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path: Path) -> None:
+    """``demo | tee demo.log`` and Ctrl-C: tee ends first, then the demo prints into a
+    closed pipe."""
+    proc = _start(tmp_path)
+    assert proc.stdout is not None
+    try:
+        _lines_until(proc, "Ctrl-C to stop.")
+    finally:
+        proc.stdout.close()  # the reader is gone
+        os.killpg(proc.pid, signal.SIGINT)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0, err[-2000:]
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert list(tmp_path.iterdir()) == []

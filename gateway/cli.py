@@ -9,9 +9,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway import __version__
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.config import Config
 
 EX_OK = 0
 EX_CONFIG = 78  # sysexits.h EX_CONFIG
@@ -23,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tinyml-gateway", description="Edge gateway for TinyML sensor fleets."
     )
+    p.add_argument("--version", action="version", version=f"tinyml-gateway {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")
     run.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
@@ -86,13 +91,25 @@ def _print_problems(intro: str, exc: ConfigError) -> None:
         print(f"  {field}: {msg}" + (f"\n      hint: {hint}" if hint else ""), file=sys.stderr)
 
 
-def _check_config(path: Path) -> int:
-    from gateway.config import load_config
+def _load(path: Path, intro: str) -> Config | None:
+    """The configuration, with its storage checked; None after printing every problem."""
+    from gateway.config import load_config, storage_problems
 
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        _print_problems(f"{path}:", exc)
+        _print_problems(intro, exc)
+        return None
+    problems = storage_problems(cfg)
+    if problems:
+        _print_problems(intro, ConfigError(problems))
+        return None
+    return cfg
+
+
+def _check_config(path: Path) -> int:
+    cfg = _load(path, f"{path}:")
+    if cfg is None:
         return EX_CONFIG
     print(
         f"{path}: OK (gateway {cfg.gateway.id}, {len(cfg.serial)} serial source(s), "
@@ -102,15 +119,12 @@ def _check_config(path: Path) -> int:
 
 
 def _run(path: Path) -> int:
-    from gateway.config import load_config
     from gateway.errors import OutboxError
     from gateway.logs import setup_logging
     from gateway.service import run
 
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        _print_problems(f"{path}: refusing to start:", exc)
+    cfg = _load(path, f"{path}: refusing to start:")
+    if cfg is None:
         return EX_CONFIG
     setup_logging(cfg.log.level, cfg.log.format)
     try:

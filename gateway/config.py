@@ -19,6 +19,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,6 +29,7 @@ from pydantic import (
 
 from gateway.errors import ConfigError
 from gateway.model import parse_node_id
+from gateway.paths import unwritable_file
 
 COMMAND_NAMES = (
     "ping",
@@ -45,6 +49,9 @@ _TOPIC_PREFIX = re.compile(r"^[^#+\x00]{1,64}$")
 
 
 class _Strict(BaseModel):
+    # Booleans and numbers are typed StrictBool / StrictInt / StrictFloat field by field:
+    # a person writes this file, and "yes" or "30" in quotes is a mistake to report, not
+    # to guess at. (A model-wide strict=True would also refuse strings as paths.)
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -93,9 +100,9 @@ class GatewaySection(_Strict):
 class SerialSection(_Strict):
     path: str
     """A device path or a glob such as /dev/serial/by-id/* (rescanned while running)."""
-    baudrate: Annotated[int, Field(gt=0, le=4_000_000)] = 115200
-    reopen_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    rescan_s: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    baudrate: Annotated[StrictInt, Field(gt=0, le=4_000_000)] = 115200
+    reopen_max_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 30.0
+    rescan_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 2.0
 
 
 def _node_id_text(v: str) -> str:
@@ -137,8 +144,8 @@ class NodeSection(_Strict):
 
 class NodesSection(_Strict):
     unknown: Literal["accept", "reject"] = "accept"
-    max_nodes: Annotated[int, Field(gt=0, le=100_000)] = 1000
-    default_heartbeat_period_s: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    max_nodes: Annotated[StrictInt, Field(gt=0, le=100_000)] = 1000
+    default_heartbeat_period_s: Annotated[StrictFloat, Field(gt=0, le=86_400)] = 60.0
     """Used until a node's INFO states its own period. Offline after 3 periods."""
     nodes: dict[NodeIdText, NodeSection] = {}
 
@@ -158,7 +165,7 @@ class TlsSection(_Strict):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    insecure: bool = False
+    insecure: StrictBool = False
     """Skip host name verification (self-signed test brokers only)."""
 
     @model_validator(mode="after")
@@ -176,19 +183,19 @@ class BrokerSection(_Strict):
     """What every MQTT connection of the gateway needs (Node-RED's broker, ThingsBoard)."""
 
     host: str = "localhost"
-    port: Annotated[int, Field(gt=0, lt=65536)] = 1883
+    port: Annotated[StrictInt, Field(gt=0, lt=65536)] = 1883
     protocol: Literal["3.1.1", "5"] = "5"
     client_id: str | None = None
     """Default: tinyml-gateway-<gateway.id>"""
     tls: TlsSection | None = None
-    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 100
+    max_inflight: Annotated[StrictInt, Field(ge=1, le=65535)] = 100
     """Publishes awaiting PUBACK at once."""
-    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    reconnect_max_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 60.0
 
 
 class MqttSection(BrokerSection):
-    enabled: bool = True
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    enabled: StrictBool = True
+    keepalive_s: Annotated[StrictInt, Field(ge=5, le=3600)] = 30
     username: str | None = None
     password: str | None = None
     password_file: Path | None = None
@@ -263,23 +270,23 @@ def parse_rate_limits(text: str) -> list[tuple[int, float]]:
 
 
 class ThingsBoardSection(BrokerSection):
-    enabled: bool = False
+    enabled: StrictBool = False
     access_token: str | None = None
     access_token_file: Path | None = None
     access_token_env: str | None = None
     """Or tls.cert_file and tls.key_file and no token: X.509 device authentication."""
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 60
+    keepalive_s: Annotated[StrictInt, Field(ge=5, le=3600)] = 60
     device_name: str = "{name}"
     """Placeholders: {name} (the node's configured name, else its id), {id}, {group}, {gateway}."""
     device_profile: str = "tinyml-node"
     telemetry_fields: list[TelemetryField] = DEFAULT_TELEMETRY_FIELDS
-    max_payload_bytes: Annotated[int, Field(ge=1024, le=268_435_455)] = 65536
-    batching: bool = True
+    max_payload_bytes: Annotated[StrictInt, Field(ge=1024, le=268_435_455)] = 65536
+    batching: StrictBool = True
     """Many events, of many devices, per publish; false: one event per publish."""
     publish_budget: str = "200:1"
     """Most publishes per window, ThingsBoard's "count:seconds,..." form; "" for none."""
-    server_limits_share: Annotated[float, Field(gt=0, le=1)] = 0.8
-    session_limits_wait_s: Annotated[float, Field(ge=0, le=120)] = 10.0
+    server_limits_share: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.8
+    session_limits_wait_s: Annotated[StrictFloat, Field(ge=0, le=120)] = 10.0
     commands: list[CommandName] = SAFE_COMMANDS
     """Commands ThingsBoard RPC and shared attributes may send to nodes."""
 
@@ -325,31 +332,31 @@ class ThingsBoardSection(BrokerSection):
 class OutboxSection(_Strict):
     path: Path | None = None
     """Default: <gateway.data_dir>/outbox.sqlite3"""
-    max_size_mb: Annotated[float, Field(gt=0)] = 1024.0
-    max_age_h: Annotated[float, Field(gt=0)] = 168.0
+    max_size_mb: Annotated[StrictFloat, Field(gt=0)] = 1024.0
+    max_age_h: Annotated[StrictFloat, Field(gt=0)] = 168.0
     sync: Literal["full", "normal"] = "full"
     """full: an acknowledged event survives a power cut; normal: a process crash only."""
-    commit_interval_ms: Annotated[int, Field(ge=0, le=10_000)] = 10
-    commit_max_events: Annotated[int, Field(ge=1, le=100_000)] = 2000
-    check_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    commit_interval_ms: Annotated[StrictInt, Field(ge=0, le=10_000)] = 10
+    commit_max_events: Annotated[StrictInt, Field(ge=1, le=100_000)] = 2000
+    check_interval_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 10.0
     """How often the size cap and the maximum age are applied."""
 
 
 class LogSection(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
-    bad_input_interval_s: Annotated[float, Field(ge=0)] = 60.0
+    bad_input_interval_s: Annotated[StrictFloat, Field(ge=0)] = 60.0
     """One line per kind of bad input per source per interval; the rest are counted."""
 
 
 class HealthSection(_Strict):
-    interval_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    watchdog: bool = True
+    interval_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 30.0
+    watchdog: StrictBool = True
     """Ping systemd's watchdog when the unit sets WatchdogSec."""
 
 
 class CommandsSection(_Strict):
-    timeout_s: Annotated[float, Field(gt=0, le=120)] = 8.0
+    timeout_s: Annotated[StrictFloat, Field(gt=0, le=120)] = 8.0
 
 
 class Config(_Strict):
@@ -373,9 +380,10 @@ _HINTS = {
     "missing": "this option is required",
     "literal_error": "",
     "int_parsing": "write a whole number",
-    "int_type": "write a whole number",
+    "int_type": "write a whole number, without quotes",
     "float_parsing": "write a number",
-    "bool_type": "write true or false",
+    "float_type": "write a number, without quotes",
+    "bool_type": "write true or false, without quotes",
     "bool_parsing": "write true or false",
     "string_type": 'write a quoted string, e.g. "value"',
     "greater_than": "",
@@ -391,7 +399,10 @@ def _problems(exc: ValidationError) -> list[tuple[str, str, str]]:
             loc = loc[1:]
         path = ".".join(loc) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
-        out.append((path, msg, _HINTS.get(err["type"], "")))
+        hint = _HINTS.get(err["type"], "")
+        if loc == ["serial"] and err["type"] == "list_type":
+            hint = "write [[serial]] (two brackets), one such table per port"
+        out.append((path, msg, hint))
     return out
 
 
@@ -408,6 +419,17 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([(str(path), f"cannot read: {exc.strerror}", "check the path")]) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [
+                (
+                    str(path),
+                    f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} on line {line}",
+                    "save the file as UTF-8 (TOML files are UTF-8)",
+                )
+            ]
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -415,3 +437,14 @@ def load_config(path: Path) -> Config:
             [(str(path), f"not valid TOML: {exc}", "fix the syntax at that line")]
         ) from None
     return parse_config(data)
+
+
+def storage_problems(cfg: Config) -> list[tuple[str, str, str]]:
+    """Where the gateway writes, checked for the user who runs this (check-config and run).
+
+    Not part of validation: it looks at the disk, and the same file may be
+    checked on one machine and used on another.
+    """
+    field = "outbox.path" if cfg.outbox.path else "gateway.data_dir"
+    problem = unwritable_file(cfg.outbox_path, field)
+    return [] if problem is None else [(field, *problem)]

@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 
 from gateway.errors import OutboxError, OutboxFullError
 from gateway.model import Record, RecordKind
+from gateway.paths import unwritable_file
 from gateway.protocol import SequenceState
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,9 @@ class Outbox:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from None
+            raise self._cannot_write(exc) or OutboxError(
+                f"cannot open outbox {self.path}: {exc}"
+            ) from None
         try:
             db.execute("PRAGMA journal_mode=WAL").fetchone()
             db.execute(f"PRAGMA synchronous={'FULL' if self._sync == 'full' else 'NORMAL'}")
@@ -204,12 +207,29 @@ class Outbox:
             self._db = None
             if _is_full(exc):
                 raise OutboxFullError(f"outbox {self.path}: disk full at start: {exc}") from None
+            access = self._cannot_write(exc)
+            if access is not None:
+                raise access from None
             raise OutboxError(
                 f"outbox {self.path} is not a usable SQLite database ({exc}); the gateway "
                 f"will not overwrite it: move it aside (mv {self.path} {self.path}.bad) and "
                 "start again, or restore it from a backup"
             ) from None
         return nodes
+
+    def _cannot_write(self, exc: Exception) -> OutboxError | None:
+        """A read-only or permission problem, told apart from a damaged file."""
+        problem = unwritable_file(self.path, "gateway.data_dir (or outbox.path)")
+        name = getattr(exc, "sqlite_errorname", "")
+        if problem is None and not name.startswith(_ACCESS_ERRORS):
+            return None
+        what, fix = problem or (
+            f"SQLite cannot write it or its -wal and -shm files ({exc})",
+            "check the permissions of the file, those files and their folder",
+        )
+        return OutboxError(
+            f"outbox {self.path} cannot be written: {what}. The file is not damaged; {fix}"
+        )
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -477,6 +497,10 @@ def _used_bytes(db: sqlite3.Connection) -> int:
     free = db.execute("PRAGMA freelist_count").fetchone()[0]
     size = db.execute("PRAGMA page_size").fetchone()[0]
     return int((pages - free) * size)
+
+
+# SQLite result codes that mean "not allowed to write here", not "damaged"
+_ACCESS_ERRORS: Final = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
 
 
 def _is_full(exc: sqlite3.Error) -> bool:

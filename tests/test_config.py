@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config, parse_config
-from gateway.errors import ConfigError
+from gateway.config import load_config, parse_config, storage_problems
+from gateway.errors import ConfigError, OutboxError
+from gateway.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "00112233445566778899aabbccddeeff"
@@ -39,7 +46,14 @@ def problems(data: dict) -> list[tuple[str, str, str]]:
         ({"gateway": {"clock_check": "ntp"}}, "gateway.clock_check", "absolute path"),
         ({"serial": [{"baudrate": 9600}]}, "serial.0.path", "required"),
         ({"serial": [{"path": "/dev/x", "baudrate": 0}]}, "serial.0.baudrate", "greater than 0"),
-        ({"serial": {"path": "/dev/x"}}, "serial", "list"),
+        ({"serial": {"path": "/dev/x"}}, "serial", "write [[serial]]"),
+        ({"mqtt": {"enabled": "yes"}}, "mqtt.enabled", "true or false, without quotes"),
+        ({"mqtt": {"enabled": 1}}, "mqtt.enabled", "true or false"),
+        ({"thingsboard": {"batching": "false"}}, "thingsboard.batching", "true or false"),
+        ({"mqtt": {"port": "1883"}}, "mqtt.port", "whole number, without quotes"),
+        ({"mqtt": {"max_inflight": 10.0}}, "mqtt.max_inflight", "whole number"),
+        ({"outbox": {"max_age_h": "24"}}, "outbox.max_age_h", "a number, without quotes"),
+        ({"health": {"watchdog": "on"}}, "health.watchdog", "true or false"),
         ({"nodes": {"unknown": "maybe"}}, "nodes.unknown", "'accept' or 'reject'"),
         ({"nodes": {"max_nodes": -1}}, "nodes.max_nodes", "greater than 0"),
         ({"nodes": {"XYZ": {}}}, "nodes.XYZ", "16 lowercase hex"),
@@ -144,3 +158,105 @@ def test_run_refuses_a_bad_config_with_78(tmp_path: Path) -> None:
 def test_version() -> None:
     r = _cli("version")
     assert r.returncode == 0 and r.stdout.startswith("tinyml-gateway ")
+
+
+def test_version_option() -> None:
+    r = _cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("tinyml-gateway ")
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes('[gateway]\nid = "gw"\n# caf\xe9\n'.encode("latin-1"))
+    r = _cli("check-config", str(bad))
+    assert r.returncode == 78, r.stderr
+    assert "not UTF-8" in r.stderr and "line 3" in r.stderr and "save the file as UTF-8" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _with_data_dir(tmp: Path, data_dir: Path) -> Path:
+    path = tmp / "gateway.toml"
+    path.write_text(f'[gateway]\ndata_dir = "{data_dir}"\n[mqtt]\nenabled = false\n')
+    return path
+
+
+def test_a_data_dir_that_is_a_file_fails_the_check(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("oops")
+    config = _with_data_dir(tmp_path, tmp_path / "data")
+    for args in (["check-config", str(config)], ["run", "-c", str(config)]):
+        r = _cli(*args)
+        assert r.returncode == 78, r.stderr
+        assert "gateway.data_dir" in r.stderr and "is a file, not a folder" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+@contextlib.contextmanager
+def read_only_view(source: Path, where: Path) -> Iterator[Path]:
+    """A read-only bind mount of ``source`` (a read-only filesystem, even for root)."""
+    where.mkdir()
+    r = subprocess.run(["mount", "--bind", str(source), str(where)], capture_output=True)
+    if r.returncode != 0:
+        pytest.fail(
+            f"a bind mount is needed to test a read-only filesystem (run as root): {r.stderr}"
+        )
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(where)], check=True)
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+async def test_a_read_only_data_dir_is_not_called_a_damaged_database(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    healthy = Outbox(data / "outbox.sqlite3", max_size_bytes=10**8, max_age_ms=10**9)
+    await healthy.open(["mqtt"])
+    await healthy.close()
+    before = (data / "outbox.sqlite3").read_bytes()
+    with read_only_view(data, tmp_path / "ro") as ro:
+        config = _with_data_dir(tmp_path, ro)
+        r = _cli("check-config", str(config))
+        assert r.returncode == 78
+        assert "gateway.data_dir" in r.stderr and "read-only filesystem" in r.stderr
+        assert "remount it read-write" in r.stderr
+        # the outbox itself, opened without the check, tells the same story
+        outbox = Outbox(ro / "outbox.sqlite3", max_size_bytes=10**8, max_age_ms=10**9)
+        with pytest.raises(OutboxError) as info:
+            await outbox.open(["mqtt"])
+        await outbox.close()
+    message = str(info.value)
+    assert "read-only filesystem" in message and "not damaged" in message
+    assert "not a usable SQLite database" not in message and "move it aside" not in message
+    assert (data / "outbox.sqlite3").read_bytes() == before
+
+
+def test_a_data_dir_the_user_cannot_write_fails_the_check(tmp_path: Path) -> None:
+    """Checked as user nobody, in a forked child: root may write anywhere."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to another user")
+    base = Path(tempfile.mkdtemp(prefix="tinyml-perm-"))  # /tmp: nobody can reach it
+    try:
+        base.chmod(0o755)
+        (base / "data").mkdir(mode=0o755)  # root's folder: nobody may not write in it
+        cfg = load_config(_with_data_dir(tmp_path, base / "data"))
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: become nobody, check, report, leave
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                os.write(write, json.dumps(storage_problems(cfg)).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as f:
+            found = json.loads(f.read() or "null")
+        os.waitpid(pid, 0)
+        as_root = storage_problems(cfg)
+    finally:
+        shutil.rmtree(base)
+    assert as_root == []
+    assert found is not None and len(found) == 1
+    field, message, hint = found[0]
+    assert field == "gateway.data_dir"
+    assert "cannot be written by nobody (uid 65534)" in message
+    assert "chown or chmod" in hint

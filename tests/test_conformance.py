@@ -7,6 +7,7 @@ gateway/sinks/publisher.py publishes through aiomqtt's paho client and shares pa
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import aiomqtt
@@ -52,3 +53,15 @@ def test_reason_codes_say_failure_from_0x80() -> None:
     assert ReasonCode(PacketTypes.PUBACK, identifier=0x87).is_failure
     assert not ReasonCode(PacketTypes.PUBACK, identifier=0x10).is_failure  # no subscribers
     assert not ReasonCode(PacketTypes.PUBACK, identifier=0).is_failure
+
+
+async def test_aiomqtt_adds_socket_writers_on_a_later_loop_pass() -> None:
+    """gateway/sinks/mqtt.py replaces aiomqtt's on_socket_register_write with the same
+    handler plus a check that the socket is still open; it relies on these."""
+    client = aiomqtt.Client("127.0.0.1", 1)
+    assert client._client.on_socket_register_write == client._on_socket_register_write
+    src = inspect.getsource(aiomqtt.Client._on_socket_register_write)
+    assert "call_soon_threadsafe(self._loop.add_writer" in src
+    assert "client.loop_write()" in src and "self._disconnected.set_exception(exc)" in src
+    assert isinstance(client._disconnected, asyncio.Future)
+    assert paho.Client(paho.CallbackAPIVersion.VERSION2).socket() is None

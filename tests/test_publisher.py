@@ -99,3 +99,19 @@ async def test_a_lost_connection_raises_and_confirms_nothing_more(mosquitto: Mos
                     await pub.publish("t", b"x", lambda i=i: done.append(i))
                     await asyncio.sleep(0.01)
     assert done == [0]
+
+
+async def test_a_socket_closed_before_its_writer_is_added_is_not_an_error(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """paho asks for a writer on each publish and gets it on the next pass of the loop;
+    a connection that breaks in between must not leave asyncio a closed descriptor."""
+    session = MqttSession("writer", MqttLink(mosquitto.host, mosquitto.port, "5", "w1", 30))
+    caplog.set_level(logging.WARNING)
+    async with session.client() as client:
+        paho_client = client._client
+        paho_client.publish("t/x", b"x", 1)  # asks for a writer, added on the next pass
+        paho_client._sock_close()  # the connection breaks first, as a read error would
+        await asyncio.sleep(0.2)
+    callbacks = [r for r in caplog.records if r.name == "asyncio"]
+    assert callbacks == [], [r.getMessage() for r in callbacks]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.backoff import backoff_s
@@ -78,6 +79,36 @@ def auth_refused(exc: BaseException) -> bool:
     return isinstance(value, int) and value in _AUTH_CODES
 
 
+def _add_writers_only_to_open_sockets(client: aiomqtt.Client) -> None:
+    """aiomqtt's ``on_socket_register_write``, with the socket checked when it runs.
+
+    paho asks for a writer on every publish; aiomqtt adds it on a later pass of the
+    loop (``call_soon_threadsafe``, because paho may ask from the connect thread).
+    A socket closed in between (a read error, a disconnect in the same pass) left
+    asyncio adding a writer to a closed descriptor: "Bad file descriptor", or a
+    writer on whatever socket reused the number. Pinned in tests/test_conformance.py.
+    """
+    loop = asyncio.get_running_loop()
+    disconnected: asyncio.Future[None] = client._disconnected
+
+    def register(c: paho.Client, userdata: Any, sock: Any) -> None:
+        def write() -> None:
+            try:
+                c.loop_write()
+            except Exception as exc:  # noqa: BLE001 (a broken pipe ends the connection)
+                if not disconnected.done():
+                    disconnected.set_exception(exc)
+
+        def add() -> None:
+            current = c.socket()
+            if current is not None and current is sock:  # still this connection's: open
+                loop.add_writer(current.fileno(), write)
+
+        loop.call_soon_threadsafe(add)
+
+    client._client.on_socket_register_write = register
+
+
 class MqttSession:
     def __init__(self, name: str, link: MqttLink, will: aiomqtt.Will | None = None) -> None:
         self.name = name
@@ -116,6 +147,7 @@ class MqttSession:
         )
         # aiomqtt warns above 10 pending publishes; we keep up to max_inflight on purpose
         client.pending_calls_threshold = link.max_inflight + 100
+        _add_writers_only_to_open_sockets(client)
         return client
 
     async def subscribe(self, client: aiomqtt.Client, subs: Sequence[Subscription]) -> None:

@@ -45,3 +45,26 @@ def pty():  # type: ignore[no-untyped-def]
     yield make
     for link in links:
         link.close()
+
+
+@pytest.fixture
+async def bridges(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Both bridges' peers: Mosquitto with a Node-RED-like subscriber on tinyml/gw/#, and
+    the ThingsBoard checker on its own Mosquitto with the gateway token's ACL."""
+    from tests.peers import Collector, Mosquitto
+    from tests.tb_checker import ThingsBoardChecker
+    from tests.test_thingsboard import tb_broker
+
+    nodered = Mosquitto(tmp_path / "nr")
+    (tmp_path / "nr").mkdir()
+    nodered.start()
+    tb = tb_broker(tmp_path / "tb")
+    checker = ThingsBoardChecker(tb.host, tb.port)
+    await checker.start()
+    sub = Collector(nodered, "tinyml/gw/#")
+    await sub.start()
+    yield nodered, tb, checker, sub
+    await sub.stop()
+    await checker.stop()
+    tb.stop()
+    nodered.stop()

@@ -27,7 +27,7 @@ from gateway.sim.node import SimulatedNode, expected_event
 from gateway.sinks.mqtt import MqttLink, MqttSession
 from tests.peers import Collector, Mosquitto, gateway_config, running
 from tests.tb_checker import ThingsBoardChecker
-from tests.test_thingsboard import tb_broker, tb_section
+from tests.test_thingsboard import tb_section
 
 GOOD, ALSO_GOOD, LIAR = 0x9000, 0x9001, 0x9002
 COUNT = 40
@@ -73,23 +73,6 @@ def _tb_events(checker: ThingsBoardChecker, node: int) -> dict[int, dict[str, An
     return {v["seq"]: v for _, v in checker.telemetry_of(node_hex(node)) if "label" in v}
 
 
-@pytest.fixture
-async def peers(tmp_path: Path):  # type: ignore[no-untyped-def]
-    nodered = Mosquitto(tmp_path / "nr")
-    (tmp_path / "nr").mkdir()
-    nodered.start()
-    tb = tb_broker(tmp_path / "tb")
-    checker = ThingsBoardChecker(tb.host, tb.port)
-    await checker.start()
-    sub = Collector(nodered, "tinyml/gw/#")
-    await sub.start()
-    yield nodered, tb, checker, sub
-    await sub.stop()
-    await checker.stop()
-    tb.stop()
-    nodered.stop()
-
-
 def _cfg(tmp: Path, nodered: Mosquitto, tb: Mosquitto, ports: list[str]) -> Any:
     fields = ["label", "score", "seq", "window", "battery_mv", "temperature_c"]
     return gateway_config(tmp, nodered, ports, thingsboard=tb_section(tb, telemetry_fields=fields))
@@ -97,10 +80,10 @@ def _cfg(tmp: Path, nodered: Mosquitto, tb: Mosquitto, ports: list[str]) -> Any:
 
 async def test_ruled_out_values_never_stop_a_bridge_and_survive_a_restart(
     tmp_path: Path,
-    peers,
-    pty,  # type: ignore[no-untyped-def]
+    bridges,
+    pty,
 ) -> None:
-    nodered, tb, checker, sub = peers
+    nodered, tb, checker, sub = bridges
     link = pty()
     nodes = [
         SimulatedNode(GOOD, window=True, heartbeat_period_s=1),
@@ -144,12 +127,12 @@ async def test_ruled_out_values_never_stop_a_bridge_and_survive_a_restart(
 
 async def test_a_record_no_sink_can_render_is_counted_and_skipped_by_each(
     tmp_path: Path,
-    peers,
+    bridges,
     pty,
-    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Not a NaN: a stored EVENT the decoder refuses, and a STATUS whose JSON is broken."""
-    nodered, tb, checker, sub = peers
+    nodered, tb, checker, sub = bridges
     link = pty()
     caplog.set_level(logging.WARNING)
     cfg = _cfg(tmp_path, nodered, tb, [link.path])

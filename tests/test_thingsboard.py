@@ -294,15 +294,8 @@ async def test_server_limits_are_honoured(tmp_path: Path, tb, pty) -> None:  # t
     assert _seqs(checker, node_hex(A)) == list(range(1, 301))
 
 
-async def test_backlog_during_an_outage_drains_in_order(tmp_path: Path, pty) -> None:
-    nodered = Mosquitto(tmp_path / "nr")
-    (tmp_path / "nr").mkdir()
-    nodered.start()
-    broker = tb_broker(tmp_path / "tb")
-    checker = ThingsBoardChecker(broker.host, broker.port)
-    await checker.start()
-    sub = Collector(nodered, "tinyml/gw/#")
-    await sub.start()
+async def test_backlog_during_an_outage_drains_in_order(tmp_path: Path, bridges, pty) -> None:  # type: ignore[no-untyped-def]
+    nodered, broker, checker, sub = bridges
     nodes = [SimulatedNode(0x5000 + i, ring_size=10_000, retx_timeout_ms=1000) for i in range(4)]
     links = [pty(), pty()]
     runners = [
@@ -315,27 +308,21 @@ async def test_backlog_during_an_outage_drains_in_order(tmp_path: Path, pty) -> 
         [lk.path for lk in links],
         thingsboard=tb_section(broker),
     )
-    try:
-        async with running(cfg):
-            await checker.wait_for(lambda: checker.sessions >= 1 and checker.me_attributes)
-            broker.stop()  # ThingsBoard unreachable
-            sims = [asyncio.create_task(r.run(until_acked=True)) for r in runners]
-            await asyncio.gather(*sims)
-            events = lambda: {  # noqa: E731
-                (m.json()["node"], m.json()["seq"]) for m in sub.where("/event")
-            }
-            # the Node-RED sink kept flowing while ThingsBoard was away
-            await sub.wait_for(lambda: len(events()) >= 20_000, timeout=120)
-            broker.start()
-            await checker.wait_for(
-                lambda: all(len(_seqs(checker, node_hex(n.node_id))) >= 5000 for n in nodes),
-                timeout=180,
-            )
-    finally:
-        await sub.stop()
-        await checker.stop()
-        broker.stop()
-        nodered.stop()
+    async with running(cfg):
+        await checker.wait_for(lambda: checker.sessions >= 1 and checker.me_attributes)
+        broker.stop()  # ThingsBoard unreachable
+        sims = [asyncio.create_task(r.run(until_acked=True)) for r in runners]
+        await asyncio.gather(*sims)
+        events = lambda: {  # noqa: E731
+            (m.json()["node"], m.json()["seq"]) for m in sub.where("/event")
+        }
+        # the Node-RED sink kept flowing while ThingsBoard was away
+        await sub.wait_for(lambda: len(events()) >= 20_000, timeout=120)
+        broker.start()
+        await checker.wait_for(
+            lambda: all(len(_seqs(checker, node_hex(n.node_id))) >= 5000 for n in nodes),
+            timeout=180,
+        )
     assert checker.violations == []
     for n in nodes:
         assert _seqs(checker, node_hex(n.node_id)) == list(range(1, 5001))

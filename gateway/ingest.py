@@ -28,6 +28,7 @@ from gateway.model import CommandRequest, CommandResult, Inbound, RecordKind, no
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.outbox import NewRecord, NodeState, Outbox
 from gateway.protocol import Ack, CommandAck, Heartbeat, Info, MsgType, Verdict, encode, verify
+from gateway.stamps import Sample, stamp
 from gateway.verify import VerifyHook
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ _KIND_OF: Final = {
     MsgType.INFO: RecordKind.INFO,
     MsgType.LOG: RecordKind.LOG,
 }
-_HALF_WRAP: Final = 1 << 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +153,15 @@ class Ingest:
                 self._status(batch, item, unsynced)
             else:
                 self._handle(batch, item, now, unsynced)
-        if not batch.touched and not batch.records:
+        if not batch.touched and not batch.records and not self._registry.forgotten:
             return
         for node_id in batch.ack:
             batch.touched[node_id].state.downlink_seq += 1
+        forget = set(self._registry.forgotten)
         try:
-            await self._outbox.commit(batch.records, {k: n.state for k, n in batch.touched.items()})
+            await self._outbox.commit(
+                batch.records, {k: n.state for k, n in batch.touched.items()}, forget
+            )
         except OutboxFullError:
             # Nothing in this batch is acknowledged: the nodes keep and resend it.
             for node_id, (state, online) in batch.snapshots.items():
@@ -170,6 +173,8 @@ class Ingest:
             )
             await asyncio.sleep(1.0)
             return
+        self._registry.forgotten -= forget
+        self.c["nodes_forgotten"] += len(forget)
         self.c["records_committed"] += len(batch.records)
         self._on_commit()
         for node_id in batch.ack:
@@ -294,7 +299,7 @@ class Ingest:
             return
         if self._verify is not None:
             self._verify(item.message)
-        ts = self._stamp(node, h.boot_id, h.uptime_ms, item.arrival_ms)
+        ts = self._stamp(node, item)
         batch.records.append(self._record(RecordKind.EVENT, item, ts, unsynced))
         lost = seq.record(h.boot_id, h.seq)
         self.c["events"] += 1
@@ -313,17 +318,40 @@ class Ingest:
             self._router.resolve(node.node_id, body)
             return
         if isinstance(body, Heartbeat):
-            lost = node.state.seq.skip_below(h.boot_id, body.retx_floor)
-            if lost:
-                self.c["events_lost_at_node"] += lost
+            self._floor(node, h.boot_id, h.seq, body.retx_floor, item.port)
             if self._can_ack(item):
                 batch.ack.add(node.node_id)
         elif isinstance(body, Info):
             node.set_info(body)
             node.state.info = msg.raw
         kind = _KIND_OF[h.type]
-        ts = self._stamp(node, h.boot_id, h.uptime_ms, item.arrival_ms)
+        ts = self._stamp(node, item)
         batch.records.append(self._record(kind, item, ts, unsynced))
+
+    def _floor(self, node: LiveNode, boot_id: int, seq: int, floor: int, port: str) -> None:
+        """A heartbeat's retx_floor: events below it the node will never resend."""
+        lost = node.state.seq.skip_below(boot_id, floor, seq)
+        name = node_hex(node.node_id)
+        if lost is None:
+            self.c["rejected_retx_floor"] += 1
+            self._bad.warning(
+                f"floor:{node.node_id}",
+                "node %s on %s sent a heartbeat with retx_floor %d, above its last EVENT "
+                "%d + 1: the floor is ignored, the heartbeat kept (a firmware bug?)",
+                name,
+                port,
+                floor,
+                seq,
+            )
+        elif lost:
+            self.c["events_lost_at_node"] += lost
+            self._bad.warning(
+                f"lost:{node.node_id}",
+                "node %s no longer holds %d event(s) the gateway never received (its "
+                "retransmit ring overflowed); they are given up",
+                name,
+                lost,
+            )
 
     @staticmethod
     def _record(kind: RecordKind, item: Inbound, ts: int, unsynced: str | None) -> NewRecord:
@@ -340,23 +368,28 @@ class Ingest:
             item.message.raw,
         )
 
-    @staticmethod
-    def _stamp(node: LiveNode, boot_id: int, uptime_ms: int, arrival_ms: int) -> int:
-        """Wall-clock ms of a node moment: the least-delayed offset seen this boot + uptime.
-
-        Uptime wraps every 49.7 days; it is unwrapped against the known offset.
-        """
-        st = node.state
-        offset = st.offset_ms if boot_id == st.seq.boot_id else None
-        unwrapped = uptime_ms
-        if offset is not None:
-            wraps = max(0, (arrival_ms - offset - uptime_ms + _HALF_WRAP) >> 32)
-            unwrapped = uptime_ms + (wraps << 32)
-        candidate = arrival_ms - unwrapped
-        if offset is None or candidate < offset:
-            offset = candidate
-        st.offset_ms = offset
-        return offset + unwrapped
+    def _stamp(self, node: LiveNode, item: Inbound) -> int:
+        h = item.message.header
+        ts, sample = stamp(
+            node.state,
+            h.boot_id,
+            h.uptime_ms,
+            item.arrival_ms,
+            fresh=h.type == MsgType.HEARTBEAT,
+        )
+        if sample != Sample.USED:
+            self.c[f"{sample.value}"] += 1
+            self._bad.warning(
+                f"time:{h.node_id}",
+                "node %s: %s",
+                node_hex(h.node_id),
+                f"uptime {h.uptime_ms} ms is further ahead than the gateway's clock allows: "
+                "not used for its clock offset; stamped with the arrival time"
+                if sample == Sample.AHEAD
+                else "a heartbeat arrived over a minute later than its clock offset says: "
+                "the offset came from a wrong uptime and starts again from this heartbeat",
+            )
+        return ts
 
     async def _send_ack(self, node: LiveNode) -> None:
         if node.downlink is None:
@@ -401,4 +434,6 @@ class Ingest:
         for node in self._registry.all():
             if node.state.offset_ms is not None:
                 node.state.offset_ms += correction
+            if node.state.offset_at_ms is not None:
+                node.state.offset_at_ms += correction
         log.info("wall clock synchronised: re-stamped %d stored records by %+d ms", n, correction)

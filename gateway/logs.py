@@ -43,7 +43,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
 
 
 class RateLimitedLog:
-    """Logs the first occurrence of each key at WARNING, then at most once per interval.
+    """Logs the first occurrence of each key, then at most once per interval.
 
     Suppressed occurrences are counted and reported with the next line, so
     a flood of garbage on a serial port costs one line a minute.
@@ -56,6 +56,12 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
 
     def warning(self, key: str, msg: str, *args: object) -> None:
+        self.log(logging.WARNING, key, msg, *args)
+
+    def info(self, key: str, msg: str, *args: object) -> None:
+        self.log(logging.INFO, key, msg, *args)
+
+    def log(self, level: int, key: str, msg: str, *args: object) -> None:
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._interval_s:
@@ -65,4 +71,4 @@ class RateLimitedLog:
         skipped = self._suppressed.pop(key, 0)
         if skipped:
             msg += f" ({skipped} more since the last report)"
-        self._logger.warning(msg, *args)
+        self._logger.log(level, msg, *args)

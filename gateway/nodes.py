@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from gateway.config import NodeSection, NodesSection
 from gateway.fields import NodeMeta
+from gateway.logs import RateLimitedLog
 from gateway.model import Downlink, node_hex
 from gateway.outbox import NodeState
 from gateway.protocol import Info, decode
@@ -51,10 +52,18 @@ class LiveNode:
 
 
 class NodeRegistry:
-    def __init__(self, cfg: NodesSection, stored: dict[int, NodeState]) -> None:
+    """Known nodes, at most ``max_nodes``. At the cap, a new node takes the place of the
+    unconfigured node heard longest ago among those offline; configured nodes are never
+    forgotten. ``forgotten`` holds ids whose stored state the next commit deletes."""
+
+    def __init__(
+        self, cfg: NodesSection, stored: dict[int, NodeState], news: RateLimitedLog
+    ) -> None:
         self._cfg = cfg
         self._configured = {int(k, 16): v for k, v in cfg.nodes.items()}
         self._nodes: dict[int, LiveNode] = {}
+        self._news = news
+        self.forgotten: set[int] = set()
         for node_id, state in stored.items():
             self._add(node_id, state)
         for node_id in self._configured:
@@ -76,14 +85,36 @@ class NodeRegistry:
         return node
 
     def admit(self, node_id: int) -> LiveNode | None:
-        """The node, or None when policy refuses it (unknown and rejected, or over the cap)."""
+        """The node, or None when policy refuses it (unknown and rejected, or the cap
+        reached with every unconfigured node online)."""
         node = self._nodes.get(node_id)
         if node is not None:
             return node
-        if self._cfg.unknown == "reject" or len(self._nodes) >= self._cfg.max_nodes:
+        if self._cfg.unknown == "reject":
             return None
-        log.info("new node %s", node_hex(node_id))
+        if len(self._nodes) >= self._cfg.max_nodes and not self._make_room(node_id):
+            return None
+        self._news.info("new-node", "new node %s", node_hex(node_id))
+        self.forgotten.discard(node_id)
         return self._add(node_id, NodeState())
+
+    def _make_room(self, for_id: int) -> bool:
+        silent = [n for n in self._nodes.values() if not n.online and n.config is None]
+        if not silent:
+            return False
+        victim = min(silent, key=lambda n: n.last_seen)
+        del self._nodes[victim.node_id]
+        self.forgotten.add(victim.node_id)
+        self._news.warning(
+            "node-cap",
+            "[nodes] max_nodes (%d) reached: forgot unconfigured node %s, offline and heard "
+            "longest ago, to admit %s (raise max_nodes, or list your nodes and set "
+            'unknown = "reject")',
+            self._cfg.max_nodes,
+            node_hex(victim.node_id),
+            node_hex(for_id),
+        )
+        return True
 
     def get(self, node_id: int) -> LiveNode | None:
         return self._nodes.get(node_id)

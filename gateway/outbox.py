@@ -18,12 +18,13 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from gateway.clock import Clock
 from gateway.errors import OutboxError, OutboxFullError
 from gateway.model import Record, RecordKind
 from gateway.paths import unwritable_file
@@ -31,7 +32,7 @@ from gateway.protocol import SequenceState
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _T = TypeVar("_T")
 
 _KIND_CODES: Final = {
@@ -91,6 +92,12 @@ _MIGRATIONS: Final[list[str]] = [
         PRIMARY KEY (sink, key)
     );
     """,
+    # 3: when the gateway stored each record, by its own clock: the age limit counts from
+    # it, never from a time derived from what a node said (older rows: their ts)
+    """
+    ALTER TABLE records ADD COLUMN stored INTEGER;
+    UPDATE records SET stored = ts;
+    """,
 ]
 
 
@@ -102,6 +109,9 @@ class NodeState:
     offset_ms: int | None = None  # wall clock minus node uptime, for seq.boot_id
     downlink_seq: int = 0
     info: bytes | None = None  # the node's last INFO message, raw
+    # when offset_ms was last set (gateway wall clock); not stored: unknown after a restart
+    offset_at_ms: int | None = field(default=None, compare=False)
+    offset_boot: int | None = field(default=None, compare=False)  # None: seq.boot_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,17 +298,27 @@ class Outbox:
 
     # ---- writes ------------------------------------------------------------------
 
-    async def commit(self, records: Sequence[NewRecord], nodes: dict[int, NodeState]) -> None:
-        """Stores records and the given node states atomically (one fsync)."""
-        await self._run(self._write, lambda db: self._commit(db, records, nodes))
+    async def commit(
+        self,
+        records: Sequence[NewRecord],
+        nodes: dict[int, NodeState],
+        forget: Collection[int] = (),
+    ) -> None:
+        """Stores records and the given node states, and deletes the state of the nodes in
+        ``forget``, atomically (one fsync)."""
+        await self._run(self._write, lambda db: self._commit(db, records, nodes, forget))
 
     @staticmethod
     def _commit(
-        db: sqlite3.Connection, records: Sequence[NewRecord], nodes: dict[int, NodeState]
+        db: sqlite3.Connection,
+        records: Sequence[NewRecord],
+        nodes: dict[int, NodeState],
+        forget: Collection[int],
     ) -> None:
+        stored = Clock.now_ms()
         db.executemany(
-            "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data, "
+            "stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     _KIND_CODES[r.kind],
@@ -310,6 +330,7 @@ class Outbox:
                     r.unsynced,
                     r.transport,
                     r.data,
+                    stored,
                 )
                 for r in records
             ],
@@ -331,6 +352,7 @@ class Outbox:
                 for node, st in nodes.items()
             ],
         )
+        db.executemany("DELETE FROM nodes WHERE node = ?", [(_to_i64(n),) for n in forget])
 
     async def ack(self, sink: str, upto_id: int, state: Mapping[str, int] | None = None) -> None:
         """Records that ``sink`` has every record up to ``upto_id``; deletes what all sinks have.
@@ -354,8 +376,9 @@ class Outbox:
 
         def fix(db: sqlite3.Connection) -> int:
             cur = db.execute(
-                "UPDATE records SET ts = ts + ?, unsynced = NULL WHERE unsynced = ?",
-                (correction_ms, kernel_boot),
+                "UPDATE records SET ts = ts + ?, stored = stored + ?, unsynced = NULL "
+                "WHERE unsynced = ?",
+                (correction_ms, correction_ms, kernel_boot),
             )
             db.execute(
                 "UPDATE nodes SET offset_ms = offset_ms + ? WHERE offset_ms IS NOT NULL",
@@ -419,8 +442,9 @@ class Outbox:
     def _enforce(
         self, db: sqlite3.Connection, now_ms: int
     ) -> tuple[dict[str, int], dict[str, int]]:
-        # an unsynchronised stamp says nothing about age: those wait for the clock
-        expired = self._drop(db, "ts < ? AND unsynced IS NULL", (now_ms - self.max_age_ms,))
+        # by the gateway's own storage time; an unsynchronised one says nothing about
+        # age, so those wait for the clock
+        expired = self._drop(db, "stored < ? AND unsynced IS NULL", (now_ms - self.max_age_ms,))
         cap: dict[str, int] = {}
         # Deleting rows frees pages only as whole pages empty, so repeat (a few
         # rounds at most) until the used pages fit under the cap.

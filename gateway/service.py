@@ -101,7 +101,7 @@ async def build(cfg: Config) -> Gateway:
         n for n, on in (("mqtt", cfg.mqtt.enabled), ("thingsboard", cfg.thingsboard.enabled)) if on
     ]
     states = await outbox.open(sink_names)
-    registry = NodeRegistry(cfg.nodes, states)
+    registry = NodeRegistry(cfg.nodes, states, bad)
     router = CommandRouter(registry, health, cfg.commands.timeout_s)
     deliveries: list[Delivery] = []
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway import outbox as outbox_module
+from gateway.clock import Clock
 from gateway.errors import OutboxError, OutboxFullError
 from gateway.model import RecordKind
 from gateway.outbox import NewRecord, NodeState, Outbox
@@ -125,16 +126,39 @@ async def test_size_cap_drops_the_oldest_and_counts_exactly_per_sink(tmp_path: P
     await ob.close()
 
 
-async def test_max_age_expires_old_records(tmp_path: Path) -> None:
+async def test_max_age_counts_from_when_the_gateway_stored_a_record(tmp_path: Path) -> None:
+    """Never from a node's time: one record claims a month ago, one a month ahead."""
     ob = outbox(tmp_path / "o.db", max_age_ms=3_600_000)
     await ob.open(["a"])
-    await ob.commit(
-        [rec(1, ts=NOW - 7_200_000), rec(2, ts=NOW - 10), rec(3, ts=NOW - 7_200_000)], {}
-    )
-    _, expired = await ob.enforce_limits(NOW)
+    month = 30 * 86_400_000
+    await ob.commit([rec(1, ts=NOW - month), rec(2, ts=NOW + month)], {})
+    stored_by = Clock.now_ms()
+    _, expired = await ob.enforce_limits(stored_by + 3_000_000)
+    assert expired == {}
+    assert [r.seq for r in await ob.fetch(0, 10)] == [1, 2]
+    _, expired = await ob.enforce_limits(stored_by + 3_700_000)
     assert expired == {"a": 2}
-    assert [r.seq for r in await ob.fetch(0, 10)] == [2]
+    assert await ob.fetch(0, 10) == []
     assert ob.stats.expired == 2
+    await ob.close()
+
+
+async def test_records_of_a_schema_2_file_age_from_their_ts(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "o.db")
+    for version, script in enumerate(outbox_module._MIGRATIONS[:2], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    db.execute(
+        "INSERT INTO records(kind, node, boot, seq, uptime, ts, transport, data) "
+        "VALUES (1, 7, 1, 1, 1, ?, 'serial', x'00')",
+        (NOW,),
+    )
+    db.execute("INSERT INTO sinks VALUES ('a', 0)")
+    db.commit()
+    db.close()
+    ob = outbox(tmp_path / "o.db", max_age_ms=3_600_000)
+    await ob.open(["a"])
+    assert (await ob.enforce_limits(NOW + 3_500_000))[1] == {}
+    assert (await ob.enforce_limits(NOW + 3_700_000))[1] == {"a": 1}
     await ob.close()
 
 

@@ -33,15 +33,65 @@ def test_new_boot_resets_and_old_boot_is_stale() -> None:
     assert s.record(1, 2) == 0 and s.ack == (2, 1)
 
 
-def test_retx_floor_gives_up_only_what_is_missing() -> None:
+def test_retx_floor_gives_up_only_what_is_missing_once_confirmed() -> None:
     s = SequenceState()
     for seq in (1, 2, 5, 7):
         s.record(3, seq)
-    assert s.skip_below(3, 6) == 2  # 3 and 4 are gone; 5 is held
+    assert s.skip_below(3, 6, 7) == 0  # the first claim is only noted
+    assert s.ack == (3, 2)
+    assert s.skip_below(3, 6, 7) == 2  # confirmed: 3 and 4 are gone; 5 is held
     assert s.ack == (3, 5)
-    assert s.skip_below(3, 2) == 0
+    assert s.skip_below(3, 2, 7) == 0
     s.record(3, 6)
     assert s.ack == (3, 7)
+
+
+def test_an_impossible_floor_is_refused_and_moves_nothing() -> None:
+    s = SequenceState()
+    for seq in range(1, 11):
+        s.record(1, seq)
+    s.skip_below(1, 11, 10)  # honest: empty ring, floor = last seq + 1
+    assert s.skip_below(1, 0xFFFFFFFF, 10) is None
+    assert s.skip_below(1, 12, 10) is None
+    assert s.ack == (1, 10)
+    assert s.classify(1, 11) == Verdict.NEW
+
+
+def test_one_bogus_floor_is_never_applied() -> None:
+    """Consistent on its face (floor = seq + 1), but the next honest heartbeat says less."""
+    s = SequenceState()
+    for seq in range(1, 21):
+        s.record(1, seq)
+    s.skip_below(1, 21, 20)
+    assert s.skip_below(1, 0xFFFFFFFF, 0xFFFFFFFE) == 0  # min(21, 2^32 - 1): nothing new
+    assert s.skip_below(1, 21, 30) == 0  # honest: the node holds 21..30, not yet stored
+    assert s.ack == (1, 20)
+    for seq in range(21, 31):
+        assert s.classify(1, seq) == Verdict.NEW
+        s.record(1, seq)
+    assert s.ack == (1, 30)
+
+
+@given(
+    st.sets(st.integers(1, 200), max_size=80),
+    st.integers(1, 201),
+    st.integers(0, 0xFFFFFFFF),
+    st.integers(0, 0xFFFFFFFF),
+    st.booleans(),
+)
+def test_one_bogus_heartbeat_never_acknowledges_an_event_the_node_still_holds(
+    stored: set[int], true_floor: int, floor: int, claimed: int, bogus_first: bool
+) -> None:
+    """The node holds every event from ``true_floor`` up to 200; one honest heartbeat
+    says so, one bogus heartbeat says anything, in either order."""
+    s = SequenceState(boot_id=5)
+    for seq in sorted(stored):
+        s.record(5, seq)
+    honest = (true_floor, 200)
+    for f, c in [(floor, claimed), honest] if bogus_first else [honest, (floor, claimed)]:
+        s.skip_below(5, f, c)
+    _, acked = s.ack
+    assert all(seq in stored for seq in range(true_floor, acked + 1))
 
 
 def test_a_gap_open_too_long_is_given_up_and_counted() -> None:

@@ -37,6 +37,9 @@ class SequenceState:
     above: set[int] = field(default_factory=set)
     # last accepted uptime of each non-EVENT message type, for replay checks
     control_uptime: dict[int, int] = field(default_factory=dict)
+    # the retx_floor of the node's last heartbeat this boot; not stored, so after a
+    # restart the first heartbeat only sets it (see skip_below)
+    last_floor: int | None = None
 
     def classify(self, boot_id: int, seq: int) -> Verdict:
         if boot_id < self.boot_id:
@@ -61,13 +64,28 @@ class SequenceState:
             return self._skip_to(min(self.above) - 1)
         return 0
 
-    def skip_below(self, boot_id: int, floor: int) -> int:
-        """The node will never resend EVENTs below ``floor``; returns how many were lost."""
+    def skip_below(self, boot_id: int, floor: int, claimed_seq: int) -> int | None:
+        """A heartbeat says the node will never resend EVENTs below ``floor``.
+
+        Returns how many events that gives up, or None when the claim is
+        impossible and is ignored: an honest node's floor is at most its last
+        EVENT's seq (``claimed_seq``, the heartbeat's header) + 1. A floor takes
+        effect only once the next heartbeat confirms it (the lower of the last
+        two is applied), because acknowledging up to it makes the node free its
+        ring: one bogus heartbeat must not make the gateway acknowledge, and so
+        lose, every later event as a duplicate. An honest node's floor never goes
+        down, so this only delays giving up a real gap by one heartbeat period.
+        """
         if boot_id < self.boot_id:
             return 0
+        if floor > claimed_seq + 1:
+            return None
         if boot_id > self.boot_id:
             self._new_boot(boot_id)
-        return self._skip_to(floor - 1)
+        previous, self.last_floor = self.last_floor, floor
+        if previous is None:
+            return 0
+        return self._skip_to(min(previous, floor) - 1)
 
     def accept_control(self, boot_id: int, msg_type: int, uptime_ms: int) -> Verdict:
         """Replay check for non-EVENT messages: their uptime must move forward."""
@@ -90,6 +108,7 @@ class SequenceState:
         self.contiguous = 0
         self.above.clear()
         self.control_uptime.clear()
+        self.last_floor = None
 
     def _skip_to(self, target: int) -> int:
         if target <= self.contiguous:

@@ -1,0 +1,171 @@
+"""One frame from one node must not lose that node's later data (docs/protocol.md,
+"Reliable uplink"): the real gateway, a real Mosquitto, nodes on a pseudo-terminal.
+
+Each lying node sends one bad frame in the middle of an honest stream while a good
+node keeps sending; every event of both must reach the subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.model import node_hex
+from gateway.protocol import Heartbeat, encode_frame
+from gateway.sim.link import NodeRunner
+from gateway.sim.node import SimulatedNode
+from tests.peers import Collector, Mosquitto, gateway_config, running
+
+GOOD, LIAR = 0xB000, 0xB001
+COUNT = 120
+
+
+@dataclass(slots=True)
+class FloorLiar(SimulatedNode):
+    """An honest node, except for one heartbeat whose retx_floor is 0xFFFFFFFF; with
+    ``claim`` that heartbeat also claims EVENT seq 0xFFFFFFFE, so that floor = seq + 1."""
+
+    claim: bool = False
+    lied: bool = False
+
+    def heartbeat(self, uptime_ms: int) -> bytes:
+        if self.lied or self.seq < COUNT // 3:
+            return SimulatedNode.heartbeat(self, uptime_ms)
+        self.lied = True
+        body = Heartbeat(3000, 2100, self.inferences, 0, 0xFFFFFFFF, 0)
+        return self._encode(body, uptime_ms, 0xFFFFFFFE if self.claim else self.seq)
+
+
+def _seqs(sub: Collector, node: int) -> list[int]:
+    return sorted({m.json()["seq"] for m in sub.where(f"{node_hex(node)}/event")})
+
+
+@pytest.mark.parametrize("claim", [False, True], ids=["floor-above-seq", "consistent-lie"])
+async def test_a_bogus_retx_floor_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, pty, claim: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    link = pty()
+    liar = FloorLiar(LIAR, heartbeat_period_s=1, claim=claim)
+    nodes = [SimulatedNode(GOOD, heartbeat_period_s=1), liar]
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    caplog.set_level(logging.WARNING)
+    cfg = gateway_config(tmp_path, mosquitto, [link.path])
+    async with running(cfg) as gw:
+        runner = NodeRunner(link, nodes, rate_hz=20, count=COUNT)
+        await asyncio.wait_for(runner.run(until_acked=True), 120)
+        await sub.wait_for(lambda: all(len(_seqs(sub, n)) >= COUNT for n in (GOOD, LIAR)))
+        counters = dict(gw.health.counters)
+    await sub.stop()
+    assert liar.lied
+    assert _seqs(sub, LIAR) == list(range(1, COUNT + 1))
+    assert _seqs(sub, GOOD) == list(range(1, COUNT + 1))
+    assert counters.get("events_lost_at_node", 0) == 0
+    assert counters.get("duplicates", 0) < COUNT  # later events were not taken as duplicates
+    if not claim:
+        assert counters["rejected_retx_floor"] == 1
+        assert any("retx_floor 4294967295" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_honest_ring_overflow_is_given_up_and_the_stream_goes_on(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
+    """The node sends while nobody reads its port; its small ring overflows. Its
+    heartbeats' floor lets the gateway give up exactly what the node dropped."""
+    link = pty()
+    node = SimulatedNode(GOOD, ring_size=8, heartbeat_period_s=1, retx_timeout_ms=500)
+    runner = NodeRunner(link, [node], rate_hz=50, count=40)
+    sim = asyncio.create_task(runner.run(until_acked=True))
+    while node.seq < 40:  # all sent before the gateway opens the port
+        await asyncio.sleep(0.05)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    async with running(gateway_config(tmp_path, mosquitto, [link.path])) as gw:
+        await asyncio.wait_for(sim, 60)
+        await sub.wait_for(lambda: len(_seqs(sub, GOOD)) >= 8)
+        lost = gw.health.counters["events_lost_at_node"]
+    await sub.stop()
+    assert node.dropped == 32
+    assert lost == 32
+    assert _seqs(sub, GOOD) == list(range(33, 41))
+
+
+@dataclass(slots=True)
+class UptimeLiar(SimulatedNode):
+    """An honest node, except that one EVENT claims an uptime of 10^9 ms (11.6 days)."""
+
+    def event(self, uptime_ms: int) -> bytes:
+        return SimulatedNode.event(self, 10**9 if self.seq + 1 == COUNT // 3 else uptime_ms)
+
+
+async def test_one_frame_far_ahead_in_uptime_leaves_the_node_clock_alone(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
+    link = pty()
+    nodes = [SimulatedNode(GOOD, heartbeat_period_s=1), UptimeLiar(LIAR, heartbeat_period_s=1)]
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    started = time.time() * 1000
+    async with running(gateway_config(tmp_path, mosquitto, [link.path])) as gw:
+        runner = NodeRunner(link, nodes, rate_hz=20, count=COUNT)
+        await asyncio.wait_for(runner.run(until_acked=True), 120)
+        await sub.wait_for(lambda: all(len(_seqs(sub, n)) >= COUNT for n in (GOOD, LIAR)))
+        counters = dict(gw.health.counters)
+    ended = time.time() * 1000
+    await sub.stop()
+    assert counters["uptime_ahead"] == 1
+    for m in sub.where("/event"):
+        e = m.json()
+        # every event, the lying one included, is stamped within the run
+        assert started - 2000 <= e["ts"] <= ended + 2000, e
+
+
+async def test_a_flood_of_node_ids_does_not_lock_out_a_new_node(
+    tmp_path: Path, mosquitto: Mosquitto, pty, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unconfigured ids that went silent make room; configured ones never do; the room
+    made survives a restart (the forgotten nodes' state is deleted from the outbox)."""
+    link = pty()
+    configured = 0xC0FF
+    flood = [SimulatedNode(0xF000 + i, heartbeat_period_s=1) for i in range(6)]
+    newcomer = SimulatedNode(0xBEEF, heartbeat_period_s=1)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    caplog.set_level(logging.INFO)
+    cfg = gateway_config(
+        tmp_path,
+        mosquitto,
+        [link.path],
+        nodes={"max_nodes": 4, node_hex(configured): {"name": "kept"}},
+        log={"bad_input_interval_s": 60},
+    )
+    async with running(cfg) as gw:
+        # one INFO and one EVENT from each id: 3 fill the cap beside the configured
+        # node, 3 are refused
+        link.write(b"".join(encode_frame(n.info(1)) + encode_frame(n.event(2)) for n in flood))
+        while len(gw.registry.all()) < 4 or gw.health.counters["rejected_unknown_node"] < 6:
+            await asyncio.sleep(0.05)
+        # the flood's ids fall silent: offline after 3 heartbeat periods of 1 s
+        while any(n.online for n in gw.registry.all()):
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(
+            NodeRunner(link, [newcomer], rate_hz=20, count=20).run(until_acked=True), 60
+        )
+        await sub.wait_for(lambda: len(_seqs(sub, newcomer.node_id)) >= 20)
+        known = {n.node_id for n in gw.registry.all()}
+        counters = dict(gw.health.counters)
+    async with running(cfg) as gw:
+        after_restart = {n.node_id for n in gw.registry.all()}
+    await sub.stop()
+    assert _seqs(sub, newcomer.node_id) == list(range(1, 21))
+    assert configured in known and newcomer.node_id in known and len(known) == 4
+    assert counters["nodes_forgotten"] == 1
+    assert after_restart == known
+    news = [r for r in caplog.records if "new node" in r.getMessage()]
+    assert len(news) == 1  # one line, then at most one per interval with a count
+    assert any("max_nodes (4) reached: forgot" in r.getMessage() for r in caplog.records)

@@ -10,7 +10,6 @@ only then acknowledges the committed events to their nodes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
 import logging
@@ -93,6 +92,8 @@ class Ingest:
         self.c = health.counters
         self._busy = False
         self._asks: set[asyncio.Task[CommandResult]] = set()
+        # offline changes that found the queue full: written with the next batch
+        self._overflow: list[StatusChange] = []
 
     async def drain(self, timeout_s: float) -> None:
         """Waits until everything queued so far is committed (at shutdown)."""
@@ -111,8 +112,11 @@ class Ingest:
             node.online = False
             node.downlink = None
             log.info("node %s offline: %s", node_hex(node.node_id), reason)
-            with contextlib.suppress(asyncio.QueueFull):
-                self.queue.put_nowait(StatusChange(node.node_id, False, reason))
+            change = StatusChange(node.node_id, False, reason)
+            try:
+                self.queue.put_nowait(change)
+            except asyncio.QueueFull:
+                self._overflow.append(change)
 
     def port_closed(self, port: str) -> None:
         for node in self._registry.on_port(port):
@@ -128,9 +132,14 @@ class Ingest:
 
     async def run(self) -> None:
         while True:
-            items = [await self.queue.get()]
+            items: list[Inbound | StatusChange] = [await self.queue.get()]
             while len(items) < self._max and not self.queue.empty():
                 items.append(self.queue.get_nowait())
+            if self._overflow:
+                # the queue was full when these happened; first, so that a node whose
+                # queued messages bring it back ends online
+                items = [*self._overflow, *items]
+                self._overflow = []
             started = time.monotonic()
             self._busy = True
             try:
@@ -166,6 +175,9 @@ class Ingest:
             # Nothing in this batch is acknowledged: the nodes keep and resend it.
             for node_id, (state, online) in batch.snapshots.items():
                 node = batch.touched[node_id]
+                # a command may have been sent meanwhile with a newer downlink seq: a seq
+                # handed out once must never be handed out again (keyed nodes refuse it)
+                state.downlink_seq = node.state.downlink_seq
                 node.state, node.online = state, online
             self.c["commit_failed_disk_full"] += 1
             self.c["events_refused_disk_full"] += sum(

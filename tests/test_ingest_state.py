@@ -1,0 +1,124 @@
+"""What the pipeline stage keeps about nodes when a commit fails or its queue is full.
+
+The gateway's own parts (outbox, registry, command router, ingest) built from a real
+configuration; the disk is a real, small, full tmpfs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import Clock
+from gateway.ingest import Ingest
+from gateway.logs import RateLimitedLog
+from gateway.model import CommandRequest, Inbound, RecordKind
+from gateway.protocol import Command, CommandCode, Event, Heartbeat, decode, encode
+from gateway.service import build
+from tests.peers import gateway_config
+from tests.test_outbox import small_tmpfs
+
+A, B = 0xD000, 0xD001
+
+
+def _inbound(node_id: int, body: Event | Heartbeat, seq: int, sent: list[bytes]) -> Inbound:
+    async def downlink(message: bytes) -> None:
+        sent.append(message)
+
+    raw = encode(body, node_id=node_id, boot_id=1, seq=seq, uptime_ms=1000 + seq)
+    return Inbound(decode(raw), "serial", "/dev/test", Clock.now_ms(), downlink)
+
+
+def _fill(disk: Path) -> None:
+    with (disk / "filler").open("wb") as f, pytest.raises(OSError) as info:
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    assert info.value.errno == errno.ENOSPC
+
+
+async def _until(predicate, timeout_s: float = 30) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s  # a hang guard only
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_commit_refused_for_a_full_disk_never_reuses_a_downlink_seq(
+    tmp_path: Path,
+) -> None:
+    with small_tmpfs(tmp_path / "small", "2m") as disk:
+        cfg = gateway_config(disk, None, [], mqtt={"enabled": False})
+        gw = await build(cfg)
+        sent: list[bytes] = []
+        task = asyncio.create_task(gw.ingest.run())
+        try:
+            await gw.ingest.put(_inbound(A, Event(1, 0, 1, 1), 1, sent))  # A is known, online
+            await _until(lambda: gw.health.counters["acks_sent"] == 1)
+            _fill(disk)
+            # hold the outbox's worker, so that the next commit waits behind it
+            gate = threading.Event()
+            gw.outbox._pool.submit(gate.wait)
+            await gw.ingest.put(_inbound(A, Event(1, 0, 1, 1), 2, sent))
+            await _until(lambda: gw.ingest._busy)  # its commit is waiting
+            before = len(sent)  # A's ACK, and the get_info sent because A has no INFO
+            command = asyncio.create_task(gw.router.request(A, CommandRequest(7, "ping"), ["ping"]))
+            await _until(lambda: len(sent) > before)  # the ping went out meanwhile
+            ping = decode(sent[-1])
+            assert isinstance(ping.body, Command) and ping.body.command == CommandCode.PING
+            used = ping.header.seq
+            gate.set()  # the commit meets the full disk and is rolled back
+            await _until(lambda: gw.health.counters["commit_failed_disk_full"] >= 1)
+            await _until(lambda: not gw.ingest._busy)
+            node = gw.registry.get(A)
+            assert node is not None
+            assert node.state.downlink_seq >= used
+            command.cancel()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await gw.outbox.close()
+
+
+async def test_an_offline_change_is_kept_when_the_queue_is_full(tmp_path: Path) -> None:
+    gw = await build(gateway_config(tmp_path, None, [], mqtt={"enabled": False}))
+    ingest = Ingest(
+        registry=gw.registry,
+        outbox=gw.outbox,
+        clock=Clock("assume-synced"),
+        health=gw.health,
+        router=gw.router,
+        bad_input=RateLimitedLog(logging.getLogger("test"), 0),
+        on_commit=lambda: None,
+        commit_interval_ms=0,
+        commit_max_events=100,
+        queue_size=2,
+    )
+    sent: list[bytes] = []
+    task = asyncio.create_task(ingest.run())
+    try:
+        await ingest.put(_inbound(A, Event(1, 0, 1, 1), 1, sent))
+        await _until(lambda: ingest.c["records_committed"] >= 2)  # A online, its event
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # the queue fills with another node's heartbeats before A is found silent
+        for i in (1, 2):
+            ingest.queue.put_nowait(_inbound(B, Heartbeat(1, 2, 3, 4, 1, 0), i, sent))
+        node = gw.registry.get(A)
+        assert node is not None
+        ingest.mark_offline(node, "no message for 3 heartbeat periods")
+        task = asyncio.create_task(ingest.run())
+        await _until(lambda: ingest.queue.empty() and not ingest._busy)
+        records = await gw.outbox.fetch(0, 100)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.outbox.close()
+    statuses = [r.data for r in records if r.kind == RecordKind.STATUS and r.node_id == A]
+    assert statuses[-1] == b'{"online": false, "reason": "no message for 3 heartbeat periods"}'

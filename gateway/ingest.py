@@ -166,7 +166,7 @@ class Ingest:
             return
         for node_id in batch.ack:
             batch.touched[node_id].state.downlink_seq += 1
-        forget = set(self._registry.forgotten)
+        forget = frozenset(self._registry.forgotten)
         try:
             await self._outbox.commit(
                 batch.records, {k: n.state for k, n in batch.touched.items()}, forget
@@ -185,8 +185,9 @@ class Ingest:
             )
             await asyncio.sleep(1.0)
             return
-        self._registry.forgotten -= forget
-        self.c["nodes_forgotten"] += len(forget)
+        if forget:
+            self._registry.forgotten -= forget
+            self.c["nodes_forgotten"] += len(forget)
         self.c["records_committed"] += len(batch.records)
         self._on_commit()
         for node_id in batch.ack:
@@ -389,15 +390,15 @@ class Ingest:
             item.arrival_ms,
             fresh=h.type == MsgType.HEARTBEAT,
         )
-        if sample != Sample.USED:
-            self.c[f"{sample.value}"] += 1
+        if sample is not Sample.USED:
+            self.c[sample.value] += 1
             self._bad.warning(
                 f"time:{h.node_id}",
                 "node %s: %s",
                 node_hex(h.node_id),
                 f"uptime {h.uptime_ms} ms is further ahead than the gateway's clock allows: "
                 "not used for its clock offset; stamped with the arrival time"
-                if sample == Sample.AHEAD
+                if sample is Sample.AHEAD
                 else "a heartbeat arrived over a minute later than its clock offset says: "
                 "the offset came from a wrong uptime and starts again from this heartbeat",
             )

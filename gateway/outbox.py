@@ -352,7 +352,8 @@ class Outbox:
                 for node, st in nodes.items()
             ],
         )
-        db.executemany("DELETE FROM nodes WHERE node = ?", [(_to_i64(n),) for n in forget])
+        if forget:
+            db.executemany("DELETE FROM nodes WHERE node = ?", [(_to_i64(n),) for n in forget])
 
     async def ack(self, sink: str, upto_id: int, state: Mapping[str, int] | None = None) -> None:
         """Records that ``sink`` has every record up to ``upto_id``; deletes what all sinks have.

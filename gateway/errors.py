@@ -1,12 +1,14 @@
-"""One root exception with typed subclasses; retry decisions read ``retryable``, never text."""
+"""One root exception with typed subclasses: callers tell errors apart by type, never by text.
+
+Only errors something raises live here; peers' own errors (aiomqtt.MqttError, OSError
+from a serial port) are handled where they arise.
+"""
 
 from __future__ import annotations
 
 
 class GatewayError(Exception):
     """Root of every error the gateway raises on purpose."""
-
-    retryable: bool = False
 
 
 class ConfigError(GatewayError):
@@ -33,29 +35,3 @@ class OutboxError(GatewayError):
 
 class OutboxFullError(OutboxError):
     """The disk under the outbox is full; writes resume when space returns."""
-
-    retryable = True
-
-
-class SinkError(GatewayError):
-    """A sink lost its peer; it reconnects with backoff."""
-
-    retryable = True
-
-
-class AuthenticationError(SinkError):
-    """A peer refused our credentials: retried, but at the longest backoff."""
-
-
-class SourceError(GatewayError):
-    """A source's device is gone or unusable; it is reopened with backoff."""
-
-    retryable = True
-
-
-class CommandError(GatewayError):
-    """A command could not be delivered or answered; ``code`` is machine-readable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code

@@ -10,6 +10,7 @@ only then acknowledges the committed events to their nodes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -97,9 +98,8 @@ class Ingest:
 
     async def drain(self, timeout_s: float) -> None:
         """Waits until everything queued so far is committed (at shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while (self._busy or not self.queue.empty()) and time.monotonic() < deadline:  # noqa: ASYNC110 (once, at shutdown)
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), timeout_s)
 
     async def put(self, item: Inbound) -> None:
         """What sources call for every decoded message (waits while the queue is full)."""
@@ -135,6 +135,7 @@ class Ingest:
             items: list[Inbound | StatusChange] = [await self.queue.get()]
             while len(items) < self._max and not self.queue.empty():
                 items.append(self.queue.get_nowait())
+            taken = len(items)
             if self._overflow:
                 # the queue was full when these happened; first, so that a node whose
                 # queued messages bring it back ends online
@@ -147,6 +148,8 @@ class Ingest:
                 await self._process(items)
             finally:
                 self._busy = False
+                for _ in range(taken):
+                    self.queue.task_done()  # what drain() waits for
             # Group commit: at most one fsync per interval; what arrives meanwhile
             # joins the next batch.
             rest = self._interval_s - (time.monotonic() - started)

@@ -133,6 +133,9 @@ class OutboxStats:
     dropped_cap: int = 0  # records deleted by the size cap before every sink had them
     expired: int = 0  # records deleted by max age before every sink had them
     disk_full: bool = False
+    # persisted counters (dropped_events:<sink>, dropped_records:<sink>), as of the last
+    # limits pass: what users ask about, kept across restarts
+    persisted: dict[str, int] = field(default_factory=dict)
 
 
 class Outbox:
@@ -500,12 +503,14 @@ class Outbox:
 
     def _refresh_stats(self, db: sqlite3.Connection) -> None:
         self.stats.used_bytes = _used_bytes(db)
+        self.stats.persisted = self._counters(db)
+
+    @staticmethod
+    def _counters(db: sqlite3.Connection) -> dict[str, int]:
+        return dict(db.execute("SELECT name, value FROM counters").fetchall())
 
     async def counters(self) -> dict[str, int]:
-        def read(db: sqlite3.Connection) -> dict[str, int]:
-            return dict(db.execute("SELECT name, value FROM counters").fetchall())
-
-        return await self._run(read, self.db)
+        return await self._run(self._counters, self.db)
 
 
 def _report(lost: dict[str, int], what: str) -> int:

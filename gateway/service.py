@@ -174,6 +174,7 @@ def _health_sections(gw: Gateway) -> None:
             "expired": st.expired,
             "disk_full": st.disk_full,
             "queue": gw.ingest.queue.qsize(),
+            **st.persisted,
         }
 
     gw.health.section("nodes", nodes)

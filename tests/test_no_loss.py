@@ -185,6 +185,8 @@ async def test_outbox_cap_drops_exactly_the_counted_oldest_events(tmp_path: Path
             await asyncio.sleep(0.1)
         await asyncio.sleep(3 * 0.2)  # let the last cap pass run
         dropped = (await gw.outbox.counters())["dropped_events:mqtt"]
+        # the persisted figure is in the health payload too
+        assert gw.health.payload()["outbox"]["dropped_events:mqtt"] == dropped
         broker.start()
         await sub.wait_for(lambda: len(distinct(sub.messages)) >= 6000 - dropped, timeout=120)
         # the sink records its position every 250 ms, after the last PUBACKs: give it time

@@ -76,6 +76,3 @@ class Delivery:
             self._dirty = {**dirty, **self._dirty}
             return
         self._persisted = upto
-
-    async def backlog(self) -> int:
-        return await self._outbox.pending(self.name)

@@ -50,7 +50,6 @@ class PortStats:
             "bytes_out": self.bytes_out,
             "frames": self.frames,
             "bad_frames": sum(self.bad.values()),
-            "resyncs": sum(self.bad.values()),
             "bad": dict(self.bad),
         }
 

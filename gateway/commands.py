@@ -10,48 +10,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import struct
 from collections.abc import Iterable
-from typing import Any, Final
 
-from gateway.config import COMMAND_NAMES
 from gateway.health import Health
 from gateway.model import CommandRequest, CommandResult, node_hex
 from gateway.nodes import NodeRegistry
-from gateway.protocol import Command, CommandAck, CommandCode, Status, encode
-from gateway.protocol.constants import SCORE_SCALE
+from gateway.protocol import Command, CommandAck, Status, encode
+from gateway.protocol.commands import BY_NAME, NAMES
 
 log = logging.getLogger(__name__)
-
-_CODES: Final = {name: CommandCode[name.upper()] for name in COMMAND_NAMES}
-
-
-def _param(params: Any, name: str) -> Any:
-    if isinstance(params, dict) and name in params:
-        return params[name]
-    if not isinstance(params, dict) and params is not None:
-        return params  # a bare value, as ThingsBoard's RPC debug terminal sends
-    raise ValueError(f"missing parameter {name!r}")
-
-
-def encode_args(method: str, params: Any) -> bytes:
-    """Command arguments on the wire; raises ValueError naming the bad parameter."""
-    if method == "set_threshold":
-        value = float(_param(params, "threshold"))
-        if not 0.0 <= value <= 1.0:
-            raise ValueError("threshold must be between 0 and 1")
-        return struct.pack("<H", round(value * SCORE_SCALE))
-    if method == "set_sample_rate":
-        hz = _param(params, "hz")
-        if not isinstance(hz, int) or isinstance(hz, bool) or not 1 <= hz <= 0xFFFFFFFF:
-            raise ValueError("hz must be a whole number of hertz, at least 1")
-        return struct.pack("<I", hz)
-    if method == "set_heartbeat_period":
-        s = _param(params, "seconds")
-        if not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= 0xFFFF:
-            raise ValueError("seconds must be a whole number from 1 to 65535")
-        return struct.pack("<H", s)
-    return b""
 
 
 class CommandRouter:
@@ -90,8 +57,9 @@ class CommandRouter:
     async def _request(
         self, node_id: int, req: CommandRequest, allowed: Iterable[str]
     ) -> CommandResult:
-        if req.method not in _CODES:
-            known = ", ".join(COMMAND_NAMES)
+        spec = BY_NAME.get(req.method)
+        if spec is None:
+            known = ", ".join(NAMES)
             return CommandResult(req.id, False, "unknown_method", error=f"use one of: {known}")
         if req.method not in set(allowed) or not self._registry.allows(node_id, req.method):
             return CommandResult(
@@ -105,13 +73,13 @@ class CommandRouter:
         if not node.online or node.downlink is None:
             return CommandResult(req.id, False, "offline", error="the node is offline")
         try:
-            args = encode_args(req.method, req.params)
+            args = spec.encode(req.params)
         except (ValueError, TypeError) as exc:
             return CommandResult(req.id, False, "bad_params", error=str(exc))
         rid = self._request_id(node_id)
         node.state.downlink_seq += 1
         msg = encode(
-            Command(rid, _CODES[req.method], args),
+            Command(rid, spec.code, args),
             node_id=node_id,
             boot_id=node.state.seq.boot_id,
             seq=node.state.downlink_seq,

@@ -30,19 +30,18 @@ from pydantic import (
 from gateway.errors import ConfigError
 from gateway.model import parse_node_id
 from gateway.paths import unwritable_file
+from gateway.protocol.commands import NAMES as COMMAND_NAMES
+from gateway.protocol.commands import SAFE_NAMES
 
-COMMAND_NAMES = (
-    "ping",
-    "get_info",
-    "set_threshold",
-    "set_sample_rate",
-    "set_heartbeat_period",
-    "reboot",
-)
-CommandName = Literal[
-    "ping", "get_info", "set_threshold", "set_sample_rate", "set_heartbeat_period", "reboot"
-]
-SAFE_COMMANDS: list[CommandName] = ["ping", "get_info"]
+
+def _command_name(v: str) -> str:
+    if v not in COMMAND_NAMES:
+        raise ValueError(f"use one of {', '.join(repr(n) for n in COMMAND_NAMES)}")
+    return v
+
+
+CommandName = Annotated[str, AfterValidator(_command_name)]
+SAFE_COMMANDS: list[str] = list(SAFE_NAMES)
 
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOPIC_PREFIX = re.compile(r"^[^#+\x00]{1,64}$")

@@ -27,7 +27,7 @@ from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Inbound, RecordKind, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.outbox import NewRecord, NodeState, Outbox
-from gateway.protocol import Ack, CommandAck, Heartbeat, Info, MsgType, Verdict, encode, verify
+from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType, encode, verify
 from gateway.stamps import Sample, stamp
 from gateway.verify import VerifyHook
 
@@ -299,11 +299,11 @@ class Ingest:
             self.c["rejected_event_seq_0"] += 1
             return
         seq = node.state.seq
-        verdict = seq.classify(h.boot_id, h.seq)
-        if verdict == Verdict.DUPLICATE:
+        arrival = seq.classify(h.boot_id, h.seq)
+        if arrival == Arrival.DUPLICATE:
             self.c["duplicates"] += 1
             return
-        if verdict == Verdict.STALE:
+        if arrival == Arrival.STALE:
             self.c["rejected_stale"] += 1
             self._bad.warning(
                 f"stale:{h.node_id}",
@@ -325,9 +325,9 @@ class Ingest:
     def _control(self, batch: _Batch, node: LiveNode, item: Inbound, unsynced: str | None) -> None:
         msg = item.message
         h = msg.header
-        verdict = node.state.seq.accept_control(h.boot_id, h.type, h.uptime_ms)
-        if verdict != Verdict.NEW:
-            self.c[f"rejected_{verdict.value}"] += 1
+        arrival = node.state.seq.accept_control(h.boot_id, h.type, h.uptime_ms)
+        if arrival != Arrival.NEW:
+            self.c[f"rejected_{arrival.value}"] += 1
             return
         body = msg.body
         if isinstance(body, CommandAck):

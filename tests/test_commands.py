@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from gateway.model import node_hex
 from gateway.protocol import Command, Message
@@ -119,3 +120,27 @@ async def test_every_command_outcome(tmp_path: Path, mosquitto: Mosquitto, pty) 
         sim.cancel()
         await asyncio.gather(sim, return_exceptions=True)
         await sub.stop()
+
+
+def test_the_command_table_covers_every_code_and_round_trips_its_arguments() -> None:
+    from gateway.protocol import CommandCode
+    from gateway.protocol.commands import BY_NAME, COMMANDS, SAFE_NAMES
+
+    assert sorted(c.code for c in COMMANDS) == sorted(CommandCode)
+    assert set(SAFE_NAMES) == {"ping", "get_info"}
+    assert BY_NAME["set_threshold"].decode(BY_NAME["set_threshold"].encode(0.5)) == 32768
+    assert BY_NAME["set_sample_rate"].decode(BY_NAME["set_sample_rate"].encode({"hz": 50})) == 50
+    period = BY_NAME["set_heartbeat_period"]
+    assert period.decode(period.encode({"seconds": 65535})) == 65535
+    assert period.decode(b"\x00\x00") is None  # 0 s is out of range on the node too
+    assert BY_NAME["ping"].decode(b"") == 0 and BY_NAME["ping"].decode(b"\x01") is None
+    for spec, bad in [
+        (BY_NAME["set_threshold"], 1.5),
+        (BY_NAME["set_sample_rate"], 0),
+        (BY_NAME["set_sample_rate"], True),
+        (BY_NAME["set_heartbeat_period"], 70000),
+        (BY_NAME["set_heartbeat_period"], {}),
+    ]:
+        with pytest.raises((ValueError, TypeError)) as info:
+            spec.encode(bad)
+        assert spec.param is not None and spec.param in str(info.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.protocol import SequenceState, Verdict
+from gateway.protocol import Arrival, SequenceState
 from gateway.protocol.sequence import MAX_ABOVE, newer_u32
 
 settings.register_profile("ci", deadline=None, max_examples=300)
@@ -15,13 +15,13 @@ settings.load_profile("ci")
 def test_gap_holds_the_ack_until_filled() -> None:
     s = SequenceState()
     for seq in (1, 2, 4, 5):
-        assert s.classify(7, seq) == Verdict.NEW
+        assert s.classify(7, seq) == Arrival.NEW
         s.record(7, seq)
     assert s.ack == (7, 2)
-    assert s.classify(7, 4) == Verdict.DUPLICATE
+    assert s.classify(7, 4) == Arrival.DUPLICATE
     s.record(7, 3)
     assert s.ack == (7, 5)
-    assert s.classify(7, 1) == Verdict.DUPLICATE
+    assert s.classify(7, 1) == Arrival.DUPLICATE
 
 
 def test_new_boot_resets_and_old_boot_is_stale() -> None:
@@ -29,7 +29,7 @@ def test_new_boot_resets_and_old_boot_is_stale() -> None:
     s.record(1, 1)
     s.record(2, 1)
     assert s.ack == (2, 1)
-    assert s.classify(1, 2) == Verdict.STALE
+    assert s.classify(1, 2) == Arrival.STALE
     assert s.record(1, 2) == 0 and s.ack == (2, 1)
 
 
@@ -54,7 +54,7 @@ def test_an_impossible_floor_is_refused_and_moves_nothing() -> None:
     assert s.skip_below(1, 0xFFFFFFFF, 10) is None
     assert s.skip_below(1, 12, 10) is None
     assert s.ack == (1, 10)
-    assert s.classify(1, 11) == Verdict.NEW
+    assert s.classify(1, 11) == Arrival.NEW
 
 
 def test_one_bogus_floor_is_never_applied() -> None:
@@ -67,7 +67,7 @@ def test_one_bogus_floor_is_never_applied() -> None:
     assert s.skip_below(1, 21, 30) == 0  # honest: the node holds 21..30, not yet stored
     assert s.ack == (1, 20)
     for seq in range(21, 31):
-        assert s.classify(1, seq) == Verdict.NEW
+        assert s.classify(1, seq) == Arrival.NEW
         s.record(1, seq)
     assert s.ack == (1, 30)
 
@@ -102,11 +102,11 @@ def test_a_gap_open_too_long_is_given_up_and_counted() -> None:
 
 def test_control_messages_must_move_forward_across_the_uptime_wrap() -> None:
     s = SequenceState()
-    assert s.accept_control(1, 2, 0xFFFFFF00) == Verdict.NEW
-    assert s.accept_control(1, 2, 0xFFFFFF00) == Verdict.DUPLICATE
-    assert s.accept_control(1, 2, 0x10) == Verdict.NEW  # wrapped
-    assert s.accept_control(1, 2, 0xFFFFFF00) == Verdict.DUPLICATE
-    assert s.accept_control(0, 2, 0x20) == Verdict.STALE
+    assert s.accept_control(1, 2, 0xFFFFFF00) == Arrival.NEW
+    assert s.accept_control(1, 2, 0xFFFFFF00) == Arrival.DUPLICATE
+    assert s.accept_control(1, 2, 0x10) == Arrival.NEW  # wrapped
+    assert s.accept_control(1, 2, 0xFFFFFF00) == Arrival.DUPLICATE
+    assert s.accept_control(0, 2, 0x20) == Arrival.STALE
     assert newer_u32(1, 0) and not newer_u32(0, 1)
 
 
@@ -117,10 +117,10 @@ def test_ack_is_exactly_the_contiguous_prefix(order: list[int], missing: set[int
     for seq in order:
         if seq in missing:
             continue
-        assert s.classify(9, seq) == Verdict.NEW
+        assert s.classify(9, seq) == Arrival.NEW
         s.record(9, seq)
         stored.add(seq)
-        assert s.classify(9, seq) == Verdict.DUPLICATE
+        assert s.classify(9, seq) == Arrival.DUPLICATE
         boot, acked = s.ack
         assert boot == 9
         assert all(k in stored for k in range(1, acked + 1))

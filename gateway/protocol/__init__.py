@@ -32,11 +32,12 @@ from gateway.protocol.messages import (
     encode,
     verify,
 )
-from gateway.protocol.sequence import SequenceState, Verdict
+from gateway.protocol.sequence import Arrival, SequenceState
 
 __all__ = [
     "Ack",
     "Advert",
+    "Arrival",
     "Body",
     "Capability",
     "Command",
@@ -57,7 +58,6 @@ __all__ = [
     "Reassembler",
     "SequenceState",
     "Status",
-    "Verdict",
     "decode",
     "decode_advert",
     "encode",

@@ -19,7 +19,9 @@ MAX_ABOVE: Final = 4096
 _HALF: Final = 1 << 31
 
 
-class Verdict(StrEnum):
+class Arrival(StrEnum):
+    """What a message is to a node's sequence state (not a verification verdict)."""
+
     NEW = "new"
     DUPLICATE = "duplicate"  # seen before: drop, but acknowledge again
     STALE = "stale"  # from an earlier boot than the node's current one
@@ -41,14 +43,14 @@ class SequenceState:
     # restart the first heartbeat only sets it (see skip_below)
     last_floor: int | None = None
 
-    def classify(self, boot_id: int, seq: int) -> Verdict:
+    def classify(self, boot_id: int, seq: int) -> Arrival:
         if boot_id < self.boot_id:
-            return Verdict.STALE
+            return Arrival.STALE
         if boot_id > self.boot_id:
-            return Verdict.NEW
+            return Arrival.NEW
         if seq <= self.contiguous or seq in self.above:
-            return Verdict.DUPLICATE
-        return Verdict.NEW
+            return Arrival.DUPLICATE
+        return Arrival.NEW
 
     def record(self, boot_id: int, seq: int) -> int:
         """Marks one EVENT stored. Returns how many events a forced skip gave up."""
@@ -87,17 +89,17 @@ class SequenceState:
             return 0
         return self._skip_to(min(previous, floor) - 1)
 
-    def accept_control(self, boot_id: int, msg_type: int, uptime_ms: int) -> Verdict:
+    def accept_control(self, boot_id: int, msg_type: int, uptime_ms: int) -> Arrival:
         """Replay check for non-EVENT messages: their uptime must move forward."""
         if boot_id < self.boot_id:
-            return Verdict.STALE
+            return Arrival.STALE
         if boot_id > self.boot_id:
             self._new_boot(boot_id)
         last = self.control_uptime.get(msg_type)
         if last is not None and not newer_u32(uptime_ms, last):
-            return Verdict.DUPLICATE
+            return Arrival.DUPLICATE
         self.control_uptime[msg_type] = uptime_ms
-        return Verdict.NEW
+        return Arrival.NEW
 
     @property
     def ack(self) -> tuple[int, int]:

@@ -10,7 +10,6 @@ nothing arriving downstream was altered.
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from gateway.protocol import (
     Status,
     encode,
 )
+from gateway.protocol.commands import BY_CODE
 from gateway.protocol.constants import SCORE_SCALE
 
 LABELS = ("idle", "normal", "imbalance", "bearing_wear")
@@ -156,27 +156,21 @@ class SimulatedNode:
     def _command(self, cmd: Command, uptime_ms: int) -> list[bytes]:
         status = Status.OK
         extra: list[bytes] = []
-        try:
-            code = CommandCode(cmd.command)
-        except ValueError:
-            code = None
-        if code is None:
+        spec = BY_CODE.get(cmd.command)
+        value = None if spec is None else spec.decode(cmd.args)
+        if spec is None:
             status = Status.UNKNOWN_COMMAND
-        elif code == CommandCode.SET_THRESHOLD and len(cmd.args) == 2:
-            self.threshold = struct.unpack("<H", cmd.args)[0]
-        elif code == CommandCode.SET_SAMPLE_RATE and len(cmd.args) == 4:
-            self.sample_rate_hz = struct.unpack("<I", cmd.args)[0]
-        elif code == CommandCode.SET_HEARTBEAT_PERIOD and len(cmd.args) == 2:
-            period = struct.unpack("<H", cmd.args)[0]
-            if period == 0:
-                status = Status.BAD_ARGUMENT
-            else:
-                self.heartbeat_period_s = period
-        elif code == CommandCode.GET_INFO:
-            extra.append(self.info(uptime_ms + 1))
-        elif code == CommandCode.REBOOT:
-            self.reboots += 1
-        elif code != CommandCode.PING:  # a known command with arguments of the wrong size
+        elif value is None:  # arguments of the wrong size, or out of range
             status = Status.BAD_ARGUMENT
+        elif spec.code == CommandCode.SET_THRESHOLD:
+            self.threshold = value
+        elif spec.code == CommandCode.SET_SAMPLE_RATE:
+            self.sample_rate_hz = value
+        elif spec.code == CommandCode.SET_HEARTBEAT_PERIOD:
+            self.heartbeat_period_s = value
+        elif spec.code == CommandCode.GET_INFO:
+            extra.append(self.info(uptime_ms + 1))
+        elif spec.code == CommandCode.REBOOT:
+            self.reboots += 1
         ack = self._encode(CommandAck(cmd.request_id, cmd.command, status), uptime_ms, self.seq)
         return [ack, *extra]

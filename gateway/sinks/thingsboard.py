@@ -39,6 +39,7 @@ from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Record, RecordKind, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.protocol import Info, decode
+from gateway.protocol.commands import BY_SHARED_ATTRIBUTE
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.mqtt import MqttSession, Subscription
 from gateway.sinks.publisher import Publisher
@@ -77,12 +78,6 @@ SUBSCRIPTIONS: Final = (
     Subscription(ME_RPC_RESPONSE + "+", no_local=True),
 )
 
-# Shared attribute -> (command, parameter): how a dashboard setting reaches the node
-SHARED_COMMANDS: Final = {
-    "threshold": ("set_threshold", "threshold"),
-    "sample_rate_hz": ("set_sample_rate", "hz"),
-    "heartbeat_period_s": ("set_heartbeat_period", "seconds"),
-}
 GATEWAY_METHODS: Final = ("getStatus", "listNodes", "reconnectNode")
 
 
@@ -257,7 +252,7 @@ class ThingsBoardSink:
     def _attribute_requests(self, name: str) -> list[_Pub]:
         """One request per shared key: an answer holding one value does not name its key."""
         out = []
-        for key in SHARED_COMMANDS:
+        for key in BY_SHARED_ATTRIBUTE:
             rid = next(self._ids)
             self._attr_requests[rid] = key
             body = {"id": rid, "device": name, "client": False, "key": key}
@@ -535,16 +530,16 @@ class ThingsBoardSink:
 
     async def _apply_shared(self, device: Any, values: Mapping[str, Any]) -> None:
         node = self._node_named(device)
-        wanted = {k: v for k, v in values.items() if k in SHARED_COMMANDS}
+        wanted = {k: v for k, v in values.items() if k in BY_SHARED_ATTRIBUTE}
         if node is None or not wanted:
             return
         current = node_attributes(node="", gateway="", transport="", online=False, info=node.info)
         for key, value in wanted.items():
             if current.get(key) == value:
                 continue  # the node already runs with it
-            method, param = SHARED_COMMANDS[key]
+            spec = BY_SHARED_ATTRIBUTE[key]
             result = await self._router.request(
-                node.node_id, CommandRequest(None, method, {param: value}), self._allowed
+                node.node_id, CommandRequest(None, spec.name, {spec.param: value}), self._allowed
             )
             if result.ok:
                 self._c["thingsboard_shared_applied"] += 1

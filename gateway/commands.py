@@ -12,10 +12,11 @@ import itertools
 import logging
 from collections.abc import Iterable
 
+from gateway import downlink
 from gateway.health import Health
 from gateway.model import CommandRequest, CommandResult, node_hex
 from gateway.nodes import NodeRegistry
-from gateway.protocol import Command, CommandAck, Status, encode
+from gateway.protocol import Command, CommandAck, Status
 from gateway.protocol.commands import BY_NAME, NAMES
 
 log = logging.getLogger(__name__)
@@ -77,19 +78,10 @@ class CommandRouter:
         except (ValueError, TypeError) as exc:
             return CommandResult(req.id, False, "bad_params", error=str(exc))
         rid = self._request_id(node_id)
-        node.state.downlink_seq += 1
-        msg = encode(
-            Command(rid, spec.code, args),
-            node_id=node_id,
-            boot_id=node.state.seq.boot_id,
-            seq=node.state.downlink_seq,
-            uptime_ms=0,
-            key=node.key,
-        )
         fut: asyncio.Future[CommandAck] = asyncio.get_running_loop().create_future()
         self._pending[(node_id, rid)] = fut
         try:
-            await node.downlink(msg)
+            await downlink.send(node, Command(rid, spec.code, args), downlink.reserve(node))
             ack = await asyncio.wait_for(fut, self._timeout_s)
         except TimeoutError:
             return CommandResult(

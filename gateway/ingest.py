@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from gateway import downlink
 from gateway.clock import Clock, kernel_boot_id
 from gateway.commands import CommandRouter
 from gateway.errors import OutboxFullError
@@ -27,7 +28,7 @@ from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Inbound, RecordKind, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.outbox import NewRecord, NodeState, Outbox
-from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType, encode, verify
+from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType, verify
 from gateway.stamps import Sample, stamp
 from gateway.verify import VerifyHook
 
@@ -167,8 +168,8 @@ class Ingest:
                 self._handle(batch, item, now, unsynced)
         if not batch.touched and not batch.records and not self._registry.forgotten:
             return
-        for node_id in batch.ack:
-            batch.touched[node_id].state.downlink_seq += 1
+        # reserved before the commit, so that the counter is stored with the state
+        acks = {node_id: downlink.reserve(batch.touched[node_id]) for node_id in batch.ack}
         forget = frozenset(self._registry.forgotten)
         try:
             await self._outbox.commit(
@@ -193,8 +194,8 @@ class Ingest:
             self.c["nodes_forgotten"] += len(forget)
         self.c["records_committed"] += len(batch.records)
         self._on_commit()
-        for node_id in batch.ack:
-            await self._send_ack(batch.touched[node_id])
+        for node_id, seq in acks.items():
+            await self._send_ack(batch.touched[node_id], seq)
         for node in batch.touched.values():
             if node.info is None and node.downlink is not None and not node.info_asked:
                 self._ask_info(node)
@@ -407,20 +408,10 @@ class Ingest:
             )
         return ts
 
-    async def _send_ack(self, node: LiveNode) -> None:
-        if node.downlink is None:
-            return
-        boot, seq = node.state.seq.ack
-        msg = encode(
-            Ack(boot, seq),
-            node_id=node.node_id,
-            boot_id=boot,
-            seq=node.state.downlink_seq,
-            uptime_ms=0,
-            key=node.key,
-        )
+    async def _send_ack(self, node: LiveNode, seq: int) -> None:
+        boot, upto = node.state.seq.ack
         try:
-            await node.downlink(msg)
+            await downlink.send(node, Ack(boot, upto), seq)
         except OSError as exc:
             log.debug("ACK to %s not sent: %s", node_hex(node.node_id), exc)
         else:

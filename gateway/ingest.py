@@ -242,8 +242,8 @@ class Ingest:
         h = msg.header
         node = self._registry.admit(h.node_id)
         if node is None:
-            self.c["rejected_unknown_node"] += 1
-            self._bad.warning(
+            self._bad_input(
+                "rejected_unknown_node",
                 f"unknown:{item.port}",
                 'refused messages from unknown node %s on %s: [nodes] unknown = "reject" '
                 '(or max_nodes reached); add a [nodes."%s"] table to accept it',
@@ -254,8 +254,8 @@ class Ingest:
             return
         key = node.key
         if key is not None and not verify(msg, key):
-            self.c["rejected_unauthenticated"] += 1
-            self._bad.warning(
+            self._bad_input(
+                "rejected_unauthenticated",
                 f"auth:{h.node_id}",
                 "refused a message from node %s on %s: missing or wrong HMAC tag for its key",
                 node_hex(h.node_id),
@@ -267,14 +267,15 @@ class Ingest:
             return
         if msg.sanitised:
             # stored as sent; every reader decodes it with the same replacements
-            self.c["values_sanitised"] += len(msg.sanitised)
-            self._bad.warning(
+            self._bad_input(
+                "values_sanitised",
                 f"sanitised:{h.node_id}",
                 "node %s on %s sent a %s with values the protocol rules out: %s",
                 node_hex(h.node_id),
                 item.port,
                 h.type.name,
                 "; ".join(msg.sanitised),
+                count=len(msg.sanitised),
             )
         self._touch(batch, node)
         node.last_seen = now
@@ -288,6 +289,11 @@ class Ingest:
             self._event(batch, node, item, unsynced)
         else:
             self._control(batch, node, item, unsynced)
+
+    def _bad_input(self, counter: str, key: str, msg: str, *args: object, count: int = 1) -> None:
+        """Counts ``count`` under ``counter`` and logs one line (rate-limited per ``key``)."""
+        self.c[counter] += count
+        self._bad.warning(key, msg, *args)
 
     def _can_ack(self, item: Inbound) -> bool:
         return item.downlink is not None and item.transport in self._ack_transports
@@ -305,8 +311,8 @@ class Ingest:
             self.c["duplicates"] += 1
             return
         if arrival == Arrival.STALE:
-            self.c["rejected_stale"] += 1
-            self._bad.warning(
+            self._bad_input(
+                "rejected_stale",
                 f"stale:{h.node_id}",
                 "dropped an event of node %s from boot %d, older than its current boot %d",
                 node_hex(h.node_id),
@@ -350,8 +356,8 @@ class Ingest:
         lost = node.state.seq.skip_below(boot_id, floor, seq)
         name = node_hex(node.node_id)
         if lost is None:
-            self.c["rejected_retx_floor"] += 1
-            self._bad.warning(
+            self._bad_input(
+                "rejected_retx_floor",
                 f"floor:{node.node_id}",
                 "node %s on %s sent a heartbeat with retx_floor %d, above its last EVENT "
                 "%d + 1: the floor is ignored, the heartbeat kept (a firmware bug?)",
@@ -361,13 +367,14 @@ class Ingest:
                 seq,
             )
         elif lost:
-            self.c["events_lost_at_node"] += lost
-            self._bad.warning(
+            self._bad_input(
+                "events_lost_at_node",
                 f"lost:{node.node_id}",
                 "node %s no longer holds %d event(s) the gateway never received (its "
                 "retransmit ring overflowed); they are given up",
                 name,
                 lost,
+                count=lost,
             )
 
     @staticmethod
@@ -395,8 +402,8 @@ class Ingest:
             fresh=h.type == MsgType.HEARTBEAT,
         )
         if sample is not Sample.USED:
-            self.c[sample.value] += 1
-            self._bad.warning(
+            self._bad_input(
+                sample.value,
                 f"time:{h.node_id}",
                 "node %s: %s",
                 node_hex(h.node_id),

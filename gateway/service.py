@@ -17,7 +17,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.commands import CommandRouter
-from gateway.config import Config, MqttSection, ThingsBoardSection
+from gateway.config import Config
 from gateway.health import Health
 from gateway.ingest import Ingest
 from gateway.logs import RateLimitedLog
@@ -25,9 +25,11 @@ from gateway.nodes import NodeRegistry
 from gateway.outbox import Outbox
 from gateway.sinks import Sink
 from gateway.sinks.delivery import Delivery
-from gateway.sinks.mqtt import MqttLink, MqttSession
+from gateway.sinks.links import nodered_link, thingsboard_link
+from gateway.sinks.mqtt import MqttSession
 from gateway.sinks.nodered import NodeRedSink
 from gateway.sinks.thingsboard import ThingsBoardSink
+from gateway.sources import Source
 from gateway.sources.serial import SerialSource
 from gateway.systemd import notify, watchdog_interval_s
 
@@ -46,44 +48,11 @@ class Gateway:
     registry: NodeRegistry
     router: CommandRouter
     ingest: Ingest
-    sources: list[SerialSource]
+    sources: list[Source]
     sinks: list[Sink]
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_s: float | None = None
-
-
-def mqtt_link(cfg: Config) -> MqttLink:
-    return broker_link(cfg, cfg.mqtt, cfg.mqtt.username, cfg.mqtt.password_value)
-
-
-def thingsboard_link(cfg: Config) -> MqttLink:
-    # ThingsBoard: the access token is the user name, with no password
-    return broker_link(cfg, cfg.thingsboard, cfg.thingsboard.token_value, None)
-
-
-def broker_link(
-    cfg: Config,
-    section: MqttSection | ThingsBoardSection,
-    username: str | None,
-    password: str | None,
-) -> MqttLink:
-    tls = section.tls
-    return MqttLink(
-        host=section.host,
-        port=section.port,
-        protocol=section.protocol,
-        client_id=section.client_id or f"tinyml-gateway-{cfg.gateway.id}",
-        keepalive_s=section.keepalive_s,
-        username=username,
-        password=password,
-        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
-        cert_file=str(tls.cert_file) if tls and tls.cert_file else None,
-        key_file=str(tls.key_file) if tls and tls.key_file else None,
-        tls_insecure=bool(tls and tls.insecure),
-        max_inflight=section.max_inflight,
-        reconnect_max_s=section.reconnect_max_s,
-    )
 
 
 async def build(cfg: Config) -> Gateway:
@@ -124,7 +93,7 @@ async def build(cfg: Config) -> Gateway:
     if cfg.mqtt.enabled:
         delivery = Delivery("mqtt", outbox)
         deliveries.append(delivery)
-        session = MqttSession("mqtt", mqtt_link(cfg))
+        session = MqttSession("mqtt", nodered_link(cfg))
         sink = NodeRedSink(
             session=session,
             delivery=delivery,
@@ -155,7 +124,7 @@ async def build(cfg: Config) -> Gateway:
                 bad_input=bad,
             )
         )
-    sources = [SerialSource(s, clock, bad) for s in cfg.serial]
+    sources: list[Source] = [SerialSource(s, clock, bad) for s in cfg.serial]
     gw = Gateway(cfg, health, outbox, registry, router, ingest, sources, sinks)
     _health_sections(gw)
     return gw
@@ -203,7 +172,7 @@ async def _watchdog(enabled: bool) -> None:
 async def _announce_ready(gw: Gateway, t0: float) -> None:
     # asyncio.wait, not wait_for(gather(...)): a gather cancelled by an early stop
     # leaves a future whose CancelledError asyncio reports as never retrieved
-    waits = [asyncio.ensure_future(s.session.first_attempt_done.wait()) for s in gw.sinks]
+    waits = [asyncio.ensure_future(s.started()) for s in gw.sinks]
     try:
         if waits:
             await asyncio.wait(waits, timeout=READY_WAIT_S)

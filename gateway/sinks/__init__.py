@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from gateway.sinks.delivery import Delivery
-from gateway.sinks.mqtt import MqttSession
-
 
 class Sink(Protocol):
+    """What the service needs of a sink: it builds one, runs it, and stops it."""
+
     name: str
-    session: MqttSession
-    delivery: Delivery
 
-    async def run(self) -> None: ...
+    async def run(self) -> None:
+        """Delivers from its own outbox cursor until cancelled; never raises for its peer."""
 
-    async def close(self) -> None: ...
+    async def started(self) -> None:
+        """Returns once the sink has made its first attempt to reach its peer (for READY)."""
+
+    async def close(self) -> None:
+        """Records how far it got (called once it is cancelled)."""
 
     def health(self) -> dict[str, Any]: ...

@@ -92,6 +92,9 @@ class NodeRedSink:
     async def close(self) -> None:
         await self.delivery.flush()
 
+    async def started(self) -> None:
+        await self.session.first_attempt_done.wait()
+
     # ---- connected ---------------------------------------------------------------
 
     async def _connected(self, client: aiomqtt.Client) -> None:

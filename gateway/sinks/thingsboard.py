@@ -274,6 +274,9 @@ class ThingsBoardSink:
     async def close(self) -> None:
         await self.delivery.flush()
 
+    async def started(self) -> None:
+        await self.session.first_attempt_done.wait()
+
     async def _connected_run(self, client: aiomqtt.Client) -> None:
         self._connected.clear()
         self._ts.rewind()

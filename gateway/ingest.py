@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway import downlink
+from gateway.admission import Admission
 from gateway.clock import Clock, kernel_boot_id
 from gateway.commands import CommandRouter
 from gateway.errors import OutboxFullError
 from gateway.health import Health
-from gateway.logs import RateLimitedLog
+from gateway.liveness import Liveness, StatusChange
+from gateway.logs import BadInput, RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Inbound, RecordKind, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.outbox import NewRecord, NodeState, Outbox
-from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType, verify
+from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType
 from gateway.stamps import Sample, stamp
 from gateway.verify import VerifyHook
 
@@ -40,15 +42,6 @@ _KIND_OF: Final = {
     MsgType.INFO: RecordKind.INFO,
     MsgType.LOG: RecordKind.LOG,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A node went online or offline; written to the outbox in order with its events."""
-
-    node_id: int
-    online: bool
-    reason: str
 
 
 @dataclass(slots=True)
@@ -82,7 +75,6 @@ class Ingest:
         self._clock = clock
         self._health = health
         self._router = router
-        self._bad = bad_input
         self._on_commit = on_commit
         self._interval_s = commit_interval_ms / 1000
         self._max = commit_max_events
@@ -94,8 +86,9 @@ class Ingest:
         self.c = health.counters
         self._busy = False
         self._asks: set[asyncio.Task[CommandResult]] = set()
-        # offline changes that found the queue full: written with the next batch
-        self._overflow: list[StatusChange] = []
+        self.liveness = Liveness(registry, self.queue)
+        self._bad_input = BadInput(self.c, bad_input)
+        self._admission = Admission(registry, self._bad_input)
 
     async def drain(self, timeout_s: float) -> None:
         """Waits until everything queued so far is committed (at shutdown)."""
@@ -106,28 +99,9 @@ class Ingest:
         """What sources call for every decoded message (waits while the queue is full)."""
         await self.queue.put(item)
 
-    # ---- liveness ------------------------------------------------------------------
-
-    def mark_offline(self, node: LiveNode, reason: str) -> None:
-        if node.online:
-            node.online = False
-            node.downlink = None
-            log.info("node %s offline: %s", node_hex(node.node_id), reason)
-            change = StatusChange(node.node_id, False, reason)
-            try:
-                self.queue.put_nowait(change)
-            except asyncio.QueueFull:
-                self._overflow.append(change)
-
     def port_closed(self, port: str) -> None:
-        for node in self._registry.on_port(port):
-            self.mark_offline(node, f"port {port} closed")
-
-    async def watch_liveness(self, period_s: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(period_s)
-            for node in self._registry.timed_out(time.monotonic()):
-                self.mark_offline(node, "no message for 3 heartbeat periods")
+        """What sources call when a device goes away: its nodes go offline."""
+        self.liveness.port_closed(port)
 
     # ---- the loop ------------------------------------------------------------------
 
@@ -137,11 +111,11 @@ class Ingest:
             while len(items) < self._max and not self.queue.empty():
                 items.append(self.queue.get_nowait())
             taken = len(items)
-            if self._overflow:
-                # the queue was full when these happened; first, so that a node whose
-                # queued messages bring it back ends online
-                items = [*self._overflow, *items]
-                self._overflow = []
+            # changes the queue had no room for go first, so that a node whose queued
+            # messages bring it back ends online
+            overflow = self.liveness.take_overflow()
+            if overflow:
+                items = [*overflow, *items]
             started = time.monotonic()
             self._busy = True
             try:
@@ -238,45 +212,10 @@ class Ingest:
         )
 
     def _handle(self, batch: _Batch, item: Inbound, now: float, unsynced: str | None) -> None:
-        msg = item.message
-        h = msg.header
-        node = self._registry.admit(h.node_id)
+        node = self._admission.admit(item)
         if node is None:
-            self._bad_input(
-                "rejected_unknown_node",
-                f"unknown:{item.port}",
-                'refused messages from unknown node %s on %s: [nodes] unknown = "reject" '
-                '(or max_nodes reached); add a [nodes."%s"] table to accept it',
-                node_hex(h.node_id),
-                item.port,
-                node_hex(h.node_id),
-            )
             return
-        key = node.key
-        if key is not None and not verify(msg, key):
-            self._bad_input(
-                "rejected_unauthenticated",
-                f"auth:{h.node_id}",
-                "refused a message from node %s on %s: missing or wrong HMAC tag for its key",
-                node_hex(h.node_id),
-                item.port,
-            )
-            return
-        if h.type in (MsgType.COMMAND, MsgType.ACK):
-            self.c["rejected_wrong_direction"] += 1
-            return
-        if msg.sanitised:
-            # stored as sent; every reader decodes it with the same replacements
-            self._bad_input(
-                "values_sanitised",
-                f"sanitised:{h.node_id}",
-                "node %s on %s sent a %s with values the protocol rules out: %s",
-                node_hex(h.node_id),
-                item.port,
-                h.type.name,
-                "; ".join(msg.sanitised),
-                count=len(msg.sanitised),
-            )
+        h = item.message.header
         self._touch(batch, node)
         node.last_seen = now
         node.transport, node.port = item.transport, item.port
@@ -289,11 +228,6 @@ class Ingest:
             self._event(batch, node, item, unsynced)
         else:
             self._control(batch, node, item, unsynced)
-
-    def _bad_input(self, counter: str, key: str, msg: str, *args: object, count: int = 1) -> None:
-        """Counts ``count`` under ``counter`` and logs one line (rate-limited per ``key``)."""
-        self.c[counter] += count
-        self._bad.warning(key, msg, *args)
 
     def _can_ack(self, item: Inbound) -> bool:
         return item.downlink is not None and item.transport in self._ack_transports

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from typing import Final
 
 _LEVELS: Final = {
@@ -72,3 +73,15 @@ class RateLimitedLog:
         if skipped:
             msg += f" ({skipped} more since the last report)"
         self._logger.log(level, msg, *args)
+
+
+class BadInput:
+    """Counts one kind of bad input and logs it, rate-limited per key, in one call."""
+
+    def __init__(self, counters: Counter[str], log: RateLimitedLog) -> None:
+        self._c = counters
+        self._log = log
+
+    def __call__(self, counter: str, key: str, msg: str, *args: object, count: int = 1) -> None:
+        self._c[counter] += count
+        self._log.warning(key, msg, *args)

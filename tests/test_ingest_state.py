@@ -112,7 +112,7 @@ async def test_an_offline_change_is_kept_when_the_queue_is_full(tmp_path: Path) 
             ingest.queue.put_nowait(_inbound(B, Heartbeat(1, 2, 3, 4, 1, 0), i, sent))
         node = gw.registry.get(A)
         assert node is not None
-        ingest.mark_offline(node, "no message for 3 heartbeat periods")
+        ingest.liveness.mark_offline(node, "no message for 3 heartbeat periods")
         task = asyncio.create_task(ingest.run())
         await _until(lambda: ingest.queue.empty() and not ingest._busy)
         records = await gw.outbox.fetch(0, 100)

@@ -1,9 +1,9 @@
 """The setup script's apt helper against real apt locks (scripts/apt.sh).
 
 apt takes its locks with fcntl (F_SETLK), which flock(1) cannot see; the holder here
-locks the same files the same way, as unattended-upgrades' apt-get would. Only the
-package lists and the dpkg state of packages that are already installed are touched:
-no download, no change to the system.
+locks the same files the same way, as unattended-upgrades' apt-get would. Nothing is
+downloaded and nothing on the system changes: the package lists stay as they are and
+the one package named is already installed.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ for fd in fds:
 print("locked", flush=True)
 sys.stdin.read()  # holds the locks until the test closes stdin
 """
-# `update` with no sources still takes the lists lock; `install` of an installed package
-# still takes the dpkg locks
+# `update` with no sources still takes the lists lock (List-Cleanup off: it keeps the
+# machine's package lists as they are); `install --no-upgrade` of an installed package
+# changes nothing and still takes the dpkg locks
 APT_STEPS = (
     "source scripts/apt.sh && "
     "apt_get update -qq -o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts=/nonexistent"
-    " && apt_get install -y -qq --no-install-recommends dpkg && echo done"
+    " -o APT::Get::List-Cleanup=false"
+    " && apt_get install -y -qq --no-upgrade --no-install-recommends dpkg && echo done"
 )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.fields import dumps
+from gateway.model import node_hex
 from gateway.sinks.ratelimit import RateLimit
 from gateway.sinks.tb_payload import (
     TS_JUMP_BACK_MS,
@@ -125,3 +127,35 @@ def test_rate_limit_buckets_refill_at_the_stated_rate() -> None:
     now[0] += 1.0
     assert lim.wait_s(8) == 0  # the per-second bucket is full again
     assert RateLimit([]).capacity is None and RateLimit([]).wait_s(10**6) == 0
+
+
+async def test_the_thingsboard_planner_changes_nothing_until_its_publishes_start(
+    tmp_path: Path,
+) -> None:
+    """Planning the same records twice gives the same publishes; only starting them (their
+    effects) connects devices, awaits attribute answers and moves the ts per device."""
+    from gateway.model import Record, RecordKind
+    from gateway.protocol import Event, encode
+    from gateway.service import build
+    from tests.peers import gateway_config
+
+    tb = {"enabled": True, "access_token": "T", "port": 1}
+    gw = await build(gateway_config(tmp_path, None, [], mqtt={"enabled": False}, thingsboard=tb))
+    sink = gw.sinks[0]
+    node = 0xE000
+    status = b'{"online": true, "reason": "message received"}'
+    records = [Record(1, RecordKind.STATUS, node, 1, 0, 0, T, True, "serial", status)]
+    for seq in (1, 2, 3):  # the same millisecond: distinct ts only by the plan's own stamps
+        raw = encode(Event(1, 0, 100, 5), node_id=node, boot_id=1, seq=seq, uptime_ms=1)
+        records.append(Record(1 + seq, RecordKind.EVENT, node, 1, seq, 1, T, True, "serial", raw))
+    before = (set(sink._connected), dict(sink._attr_requests), dict(sink._ts.sent))
+    first = sink._plan(records)
+    again = sink._plan(records)
+    assert [(p.topic, p.marks) for p in first] == [(p.topic, p.marks) for p in again]
+    assert (set(sink._connected), dict(sink._attr_requests), dict(sink._ts.sent)) == before
+    for pub in first:
+        await sink._start(pub)
+    assert sink._connected == {node_hex(node)}
+    assert len(sink._attr_requests) == 2 * 3  # one per shared key, from announce and online
+    assert sink._ts.sent == {node_hex(node): T + 2}
+    await gw.outbox.close()

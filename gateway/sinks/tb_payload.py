@@ -108,6 +108,17 @@ class DistinctTs:
         self.sent[device] = ts
         return ts
 
+    def draft(self) -> DistinctTs:
+        """A copy to plan with: what is stamped on it changes nothing here until apply()."""
+        copy = DistinctTs()
+        copy.sent = dict(self.sent)
+        return copy
+
+    def apply(self, marks: Mapping[str, int], jumps_back: int = 0) -> None:
+        """A publish planned on a draft is being sent: its last ts per device, and jumps."""
+        self.sent.update(marks)
+        self.jumps_back += jumps_back
+
     def rewind(self) -> None:
         self.sent = dict(self.confirmed)
 

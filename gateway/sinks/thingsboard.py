@@ -91,6 +91,21 @@ class _Pub:
     count: int = 0
     marks: dict[str, int] = field(default_factory=dict)  # last ts per node in this publish
     points: dict[str, int] = field(default_factory=dict)  # values per device (telemetry)
+    # what sending it changes in the sink (devices connected, requests awaited, ts sent):
+    # run when the publish starts, so that planning changes nothing
+    effects: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Draft:
+    """What a plan knows beyond the sink's state: its own connects, stamps and packing."""
+
+    connected: set[str]
+    ts: DistinctTs
+    packer: TelemetryPacker
+    marks: dict[str, int] = field(default_factory=dict)
+    points: collections.Counter[str] = field(default_factory=collections.Counter)
+    jumps_flushed: int = 0
 
 
 class _Limits:
@@ -234,7 +249,6 @@ class ThingsBoardSink:
     def _announce(self, node_id: int, *, online: bool | None = None) -> list[_Pub]:
         """connect, client attributes, and a request for the shared attributes."""
         name = self.device(node_id)
-        self._connected.add(name)
         node = self._registry.get(node_id)
         attrs = node_attributes(
             node=node_hex(node_id),
@@ -243,8 +257,9 @@ class ThingsBoardSink:
             online=(node.online if node else False) if online is None else online,
             info=node.info if node else None,
         )
+        connect = dumps({"device": name, "type": self._cfg.device_profile}).encode()
         return [
-            _Pub(CONNECT, dumps({"device": name, "type": self._cfg.device_profile}).encode()),
+            _Pub(CONNECT, connect, effects=[functools.partial(self._connected.add, name)]),
             _Pub(ATTRIBUTES, dumps({name: attrs}).encode()),
             *self._attribute_requests(name),
         ]
@@ -254,9 +269,9 @@ class ThingsBoardSink:
         out = []
         for key in BY_SHARED_ATTRIBUTE:
             rid = next(self._ids)
-            self._attr_requests[rid] = key
             body = {"id": rid, "device": name, "client": False, "key": key}
-            out.append(_Pub(ATTRIBUTES_REQUEST, dumps(body).encode()))
+            awaited = functools.partial(self._attr_requests.__setitem__, rid, key)
+            out.append(_Pub(ATTRIBUTES_REQUEST, dumps(body).encode(), effects=[awaited]))
         return out
 
     # ---- run -----------------------------------------------------------------------
@@ -324,10 +339,17 @@ class ThingsBoardSink:
             answer.get("gatewayRateLimits"),
         )
 
-    async def _send(self, client: aiomqtt.Client, pub: _Pub) -> None:
-        """Waits for the budget, then publishes and waits for the PUBACK."""
+    async def _start(self, pub: _Pub) -> None:
+        """Before any publish: waits for its share of every rate limit, applies its effects."""
         if pub.topic is not None:
             await acquire(self._limits.costs(pub))
+        for effect in pub.effects:
+            effect()
+
+    async def _send(self, client: aiomqtt.Client, pub: _Pub) -> None:
+        """Publishes a control message and waits for the PUBACK."""
+        await self._start(pub)
+        if pub.topic is not None:
             await client.publish(pub.topic, pub.payload, qos=1)
             self._c["thingsboard_publishes"] += 1
 
@@ -349,8 +371,7 @@ class ThingsBoardSink:
                 records = await self.delivery.next_batch(after)
                 after = records[-1].id
                 for pub in self._plan(records):
-                    if pub.topic is not None:
-                        await acquire(self._limits.costs(pub))
+                    await self._start(pub)
                     await window.publish(pub.topic, pub.payload, functools.partial(self._done, pub))
 
     def _done(self, pub: _Pub) -> None:
@@ -363,15 +384,20 @@ class ThingsBoardSink:
             self.delivery.confirm(pub.upto, pub.count, pub.marks)
 
     def _plan(self, records: list[Record]) -> list[_Pub]:
-        """Turns records into publishes, in order; each carries the records it confirms."""
+        """Turns records into publishes, in order; each carries the records it confirms.
+
+        Pure: the sink's state changes only as each publish starts (``_Pub.effects``).
+        """
         lim = self._limits
-        packer = TelemetryPacker(lim.max_bytes, lim.max_points, None if self._cfg.batching else 1)
+        draft = _Draft(
+            set(self._connected),
+            self._ts.draft(),
+            TelemetryPacker(lim.max_bytes, lim.max_points, None if self._cfg.batching else 1),
+        )
         out: list[_Pub] = []
         # the last record id not yet confirmed by a publish (0: none), and how many of
         # the records up to it were delivered (those passed over are not)
         carry: list[int] = [0, 0]
-        marks: dict[str, int] = {}
-        points: dict[str, int] = collections.Counter()
 
         def take(pub: _Pub) -> _Pub:
             if carry[0]:
@@ -380,29 +406,35 @@ class ThingsBoardSink:
             return pub
 
         def flush() -> None:
-            if packer:
-                out.append(
-                    take(_Pub(TELEMETRY, packer.payload(), marks=dict(marks), points=dict(points)))
-                )
-                packer.clear()
-                marks.clear()
-                points.clear()
+            if not draft.packer:
+                return
+            marks, jumps = dict(draft.marks), draft.ts.jumps_back - draft.jumps_flushed
+            pub = _Pub(TELEMETRY, draft.packer.payload(), marks=marks, points=dict(draft.points))
+            pub.effects.append(functools.partial(self._ts.apply, marks, jumps))
+            out.append(take(pub))
+            draft.packer.clear()
+            draft.marks.clear()
+            draft.points.clear()
+            draft.jumps_flushed = draft.ts.jumps_back
 
         for r in records:
             name = self.device(r.node_id)
-            if name not in self._connected:
+            if name not in draft.connected:
                 flush()
                 out.extend(self._announce(r.node_id))
+                draft.connected.add(name)
             if record_is_telemetry(r):
                 values = self._unrenderable.render(r, self._values_json)
                 if values is not None:
-                    self._pack(r, name, values, packer, marks, points, flush)
+                    self._pack(r, name, values, draft, flush)
                 carry[:] = [r.id, carry[1] + (values is not None)]
                 continue
             pubs = self._unrenderable.render(r, functools.partial(self._control, name=name))
             if pubs is None:
                 carry[0] = r.id
                 continue
+            if any(p.topic == DISCONNECT for p in pubs):
+                draft.connected.discard(name)
             flush()
             carry[:] = [r.id, carry[1] + 1]
             out.extend(take(p) if i == 0 else p for i, p in enumerate(pubs))
@@ -423,16 +455,15 @@ class ThingsBoardSink:
         r: Record,
         name: str,
         values: tuple[str, int],
-        packer: TelemetryPacker,
-        marks: dict[str, int],
-        points: dict[str, int],
+        draft: _Draft,
         flush: Callable[[], None],
     ) -> None:
         values_json, n_values = values
         if not n_values:
             return
+        packer = draft.packer
         key = node_hex(r.node_id)
-        ts = self._ts.stamp(key, r.ts_ms)
+        ts = draft.ts.stamp(key, r.ts_ms)
         text, name_json = entry(ts, values_json), dumps(name)
         if len(text) + len(name_json) + 5 > packer.max_bytes:
             self._c["thingsboard_oversize"] += 1
@@ -448,8 +479,8 @@ class ThingsBoardSink:
         if not packer.fits(name_json, text, n_values):
             flush()
         packer.add(name_json, text, n_values)
-        marks[key] = ts
-        points[name] += n_values
+        draft.marks[key] = ts
+        draft.points[name] += n_values
 
     def _control(self, r: Record, *, name: str) -> list[_Pub]:
         """INFO and STATUS records: attributes, and connect/disconnect with online state."""
@@ -463,11 +494,11 @@ class ThingsBoardSink:
         if status.get("online"):
             online = _Pub(ATTRIBUTES, dumps({name: {"online": True}}).encode())
             return [online, *self._attribute_requests(name)]
-        self._connected.discard(name)
         reason = str(status.get("reason", ""))
+        gone = functools.partial(self._connected.discard, name)
         return [
             _Pub(ATTRIBUTES, dumps({name: {"online": False, "offline_reason": reason}}).encode()),
-            _Pub(DISCONNECT, dumps({"device": name}).encode()),
+            _Pub(DISCONNECT, dumps({"device": name}).encode(), effects=[gone]),
         ]
 
     # ---- downlink ------------------------------------------------------------------

@@ -148,14 +148,14 @@ async def test_the_thingsboard_planner_changes_nothing_until_its_publishes_start
     for seq in (1, 2, 3):  # the same millisecond: distinct ts only by the plan's own stamps
         raw = encode(Event(1, 0, 100, 5), node_id=node, boot_id=1, seq=seq, uptime_ms=1)
         records.append(Record(1 + seq, RecordKind.EVENT, node, 1, seq, 1, T, True, "serial", raw))
-    before = (set(sink._connected), dict(sink._attr_requests), dict(sink._ts.sent))
+    before = (set(sink._connected), dict(sink._requests.awaiting), dict(sink._ts.sent))
     first = sink._plan(records)
     again = sink._plan(records)
     assert [(p.topic, p.marks) for p in first] == [(p.topic, p.marks) for p in again]
-    assert (set(sink._connected), dict(sink._attr_requests), dict(sink._ts.sent)) == before
+    assert (set(sink._connected), dict(sink._requests.awaiting), dict(sink._ts.sent)) == before
     for pub in first:
         await sink._start(pub)
     assert sink._connected == {node_hex(node)}
-    assert len(sink._attr_requests) == 2 * 3  # one per shared key, from announce and online
+    assert len(sink._requests.awaiting) == 2 * 3  # one per shared key, from announce and online
     assert sink._ts.sent == {node_hex(node): T + 2}
     await gw.outbox.close()

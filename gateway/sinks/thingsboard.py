@@ -1,5 +1,8 @@
 """The ThingsBoard bridge: every node a device behind the gateway's Gateway MQTT API.
 
+What the server asks of the gateway (RPC, shared attributes) is handled in
+``tb_rpc.py``; the topics are in ``tb_topics.py``.
+
 Speaks the API itself over the project's MQTT session (docs/decisions.md says
 why not the official SDK). Uplink, in outbox order per connection:
 
@@ -36,7 +39,7 @@ from gateway.config import ThingsBoardSection, parse_rate_limits
 from gateway.fields import dumps, loads, record_fields
 from gateway.health import Health
 from gateway.logs import RateLimitedLog
-from gateway.model import CommandRequest, CommandResult, Record, RecordKind, node_hex
+from gateway.model import Record, RecordKind, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.protocol import Info, decode
 from gateway.protocol.commands import BY_SHARED_ATTRIBUTE
@@ -54,20 +57,22 @@ from gateway.sinks.tb_payload import (
     record_is_telemetry,
     telemetry_values,
 )
+from gateway.sinks.tb_rpc import ServerRequests
+from gateway.sinks.tb_topics import (
+    ATTRIBUTES,
+    ATTRIBUTES_REQUEST,
+    ATTRIBUTES_RESPONSE,
+    CONNECT,
+    DISCONNECT,
+    ME_ATTRIBUTES,
+    ME_RPC_REQUEST,
+    ME_RPC_RESPONSE,
+    ME_TELEMETRY,
+    RPC,
+    TELEMETRY,
+)
 
 log = logging.getLogger(__name__)
-
-CONNECT: Final = "v1/gateway/connect"
-DISCONNECT: Final = "v1/gateway/disconnect"
-ATTRIBUTES: Final = "v1/gateway/attributes"
-ATTRIBUTES_REQUEST: Final = "v1/gateway/attributes/request"
-ATTRIBUTES_RESPONSE: Final = "v1/gateway/attributes/response"
-TELEMETRY: Final = "v1/gateway/telemetry"
-RPC: Final = "v1/gateway/rpc"
-ME_TELEMETRY: Final = "v1/devices/me/telemetry"
-ME_ATTRIBUTES: Final = "v1/devices/me/attributes"
-ME_RPC_REQUEST: Final = "v1/devices/me/rpc/request/"
-ME_RPC_RESPONSE: Final = "v1/devices/me/rpc/response/"
 
 # Only filters the server accepts (MqttTopics); No Local keeps our own publishes away
 SUBSCRIPTIONS: Final = (
@@ -77,8 +82,6 @@ SUBSCRIPTIONS: Final = (
     Subscription(ME_RPC_REQUEST + "+", no_local=True),
     Subscription(ME_RPC_RESPONSE + "+", no_local=True),
 )
-
-GATEWAY_METHODS: Final = ("getStatus", "listNodes", "reconnectNode")
 
 
 @dataclass(slots=True)
@@ -193,13 +196,11 @@ class ThingsBoardSink:
         self.delivery = delivery
         self._cfg = cfg
         self._gw = gateway_id
-        self._router = router
         self._registry = registry
         self._health = health
         self._c = health.counters
         self._health_interval_s = health_interval_s
         self._bad = bad_input
-        self._allowed = list(cfg.commands)
         self._fields = frozenset(cfg.telemetry_fields)
         self._limits = _Limits(cfg)
         self._ts = DistinctTs()
@@ -208,8 +209,16 @@ class ThingsBoardSink:
         self._by_name: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._limits_answer: tuple[str, asyncio.Future[Any]] | None = None
-        self._attr_requests: dict[int, str] = {}  # request id -> the shared key asked for
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._requests = ServerRequests(
+            router=router,
+            registry=registry,
+            health=health,
+            allowed=list(cfg.commands),
+            device=self.device,
+            node_named=self._node_named,
+            reply=self._reply,
+            announce=self._announce_now,
+        )
         self._unrenderable = Unrenderable(self.name, health, bad_input)
 
     # ---- devices -------------------------------------------------------------------
@@ -270,7 +279,7 @@ class ThingsBoardSink:
         for key in BY_SHARED_ATTRIBUTE:
             rid = next(self._ids)
             body = {"id": rid, "device": name, "client": False, "key": key}
-            awaited = functools.partial(self._attr_requests.__setitem__, rid, key)
+            awaited = functools.partial(self._requests.awaiting.__setitem__, rid, key)
             out.append(_Pub(ATTRIBUTES_REQUEST, dumps(body).encode(), effects=[awaited]))
         return out
 
@@ -299,8 +308,7 @@ class ThingsBoardSink:
         await self._session_limits(client)
         for node in self._registry.all():
             if node.online:
-                for pub in self._announce(node.node_id):
-                    await self._send(client, pub)
+                await self._announce_now(client, node.node_id)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._publish_health(client), name="thingsboard health")
             tg.create_task(self._deliver(client), name="thingsboard deliver")
@@ -518,30 +526,9 @@ class ThingsBoardSink:
             if pending and topic == ME_RPC_RESPONSE + pending[0] and not pending[1].done():
                 pending[1].set_result(body)
             return
-        if topic == RPC and _is_server_rpc(body):
-            self._spawn(self._node_rpc(client, body["device"], body["data"]))
-        elif topic == ATTRIBUTES and _is_shared_update(body):
-            self._spawn(self._apply_shared(body["device"], body["data"]))
-        elif topic == ATTRIBUTES_RESPONSE and isinstance(body, dict):
-            rid = body.get("id")
-            key = self._attr_requests.pop(rid, None) if isinstance(rid, int) else None
-            self._spawn(self._apply_shared(body.get("device"), _response_values(body, key)))
-        elif (
-            topic.startswith(ME_RPC_REQUEST)
-            and isinstance(body, dict)
-            # our own request, back from a 3.1.1 broker (no No Local)
-            and body.get("method") != "getSessionLimits"
-        ):
-            rid = topic.removeprefix(ME_RPC_REQUEST)
-            self._spawn(self._gateway_rpc(client, rid, body))
-        else:
+        if not self._requests.handle(client, topic, body):
             self._c["thingsboard_ignored"] += 1
             log.debug("thingsboard: ignored a message on %s: %.200s", topic, body)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)  # keep a reference until done, or it may be collected
-        task.add_done_callback(self._tasks.discard)
 
     async def _reply(self, client: aiomqtt.Client, topic: str, body: Any) -> None:
         try:
@@ -549,76 +536,9 @@ class ThingsBoardSink:
         except aiomqtt.MqttError as exc:
             log.info("thingsboard: answer on %s not sent: %s", topic, exc)
 
-    async def _node_rpc(self, client: aiomqtt.Client, device: str, data: dict[str, Any]) -> None:
-        self._c["thingsboard_rpc"] += 1
-        node = self._node_named(device)
-        rid = data.get("id")
-        if node is None:
-            result = CommandResult(
-                rid, False, "unknown_node", error=f"no node for device {device!r}"
-            )
-        else:
-            req = CommandRequest(rid, str(data.get("method")), data.get("params"))
-            result = await self._router.request(node.node_id, req, self._allowed)
-        await self._reply(client, RPC, {"device": device, "id": rid, "data": result.as_json()})
-
-    async def _apply_shared(self, device: Any, values: Mapping[str, Any]) -> None:
-        node = self._node_named(device)
-        wanted = {k: v for k, v in values.items() if k in BY_SHARED_ATTRIBUTE}
-        if node is None or not wanted:
-            return
-        current = node_attributes(node="", gateway="", transport="", online=False, info=node.info)
-        for key, value in wanted.items():
-            if current.get(key) == value:
-                continue  # the node already runs with it
-            spec = BY_SHARED_ATTRIBUTE[key]
-            result = await self._router.request(
-                node.node_id, CommandRequest(None, spec.name, {spec.param: value}), self._allowed
-            )
-            if result.ok:
-                self._c["thingsboard_shared_applied"] += 1
-                log.info("thingsboard: %s: %s = %r applied", device, key, value)
-            else:
-                self._c["thingsboard_shared_failed"] += 1
-                log.info(
-                    "thingsboard: %s: %s = %r not applied (%s: %s)%s",
-                    device,
-                    key,
-                    value,
-                    result.status,
-                    result.error,
-                    "; it is requested again when the node is back"
-                    if result.status == "offline"
-                    else "",
-                )
-
-    async def _gateway_rpc(self, client: aiomqtt.Client, rid: str, body: dict[str, Any]) -> None:
-        method, params = body.get("method"), body.get("params")
-        data: Any
-        if method == "getStatus":
-            data = self._health.payload()
-        elif method == "listNodes":
-            data = [
-                {
-                    "node": node_hex(n.node_id),
-                    "device": self.device(n.node_id),
-                    "online": n.online,
-                    "transport": n.transport,
-                }
-                for n in self._registry.all()
-            ]
-        elif method == "reconnectNode":
-            target = params.get("device") if isinstance(params, dict) else params
-            node = self._node_named(target)
-            if node is None:
-                data = {"ok": False, "error": f"no node for device {target!r}"}
-            else:
-                for pub in self._announce(node.node_id):
-                    await self._send(client, pub)
-                data = {"ok": True}
-        else:
-            data = {"error": f"unknown method {method!r}; use {', '.join(GATEWAY_METHODS)}"}
-        await self._reply(client, ME_RPC_RESPONSE + rid, data)
+    async def _announce_now(self, client: aiomqtt.Client, node_id: int) -> None:
+        for pub in self._announce(node_id):
+            await self._send(client, pub)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -633,31 +553,3 @@ class ThingsBoardSink:
 def _info(r: Record) -> Info | None:
     body = decode(r.data).body
     return body if isinstance(body, Info) else None
-
-
-def _is_server_rpc(body: Any) -> bool:
-    # our own replies ({"device", "id", "data"}) come back on 3.1.1, which has no No Local
-    return (
-        isinstance(body, dict)
-        and isinstance(body.get("device"), str)
-        and isinstance(body.get("data"), dict)
-        and "method" in body["data"]
-    )
-
-
-def _is_shared_update(body: Any) -> bool:
-    return (
-        isinstance(body, dict)
-        and set(body) == {"device", "data"}
-        and isinstance(body["data"], dict)
-    )
-
-
-def _response_values(body: dict[str, Any], key: str | None) -> dict[str, Any]:
-    """``{"values": {...}}``, or ``{"value": v}`` for the one key that was asked for."""
-    values = body.get("values")
-    if isinstance(values, dict):
-        return values
-    if key is not None and "value" in body:
-        return {key: body["value"]}
-    return {}

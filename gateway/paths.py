@@ -46,16 +46,7 @@ def unwritable(path: Path, what: str) -> tuple[str, str] | None:
     if os.access(target, os.W_OK | os.X_OK):
         return None
     created = "" if target == path else f" (it would be created in {target})"
-    if _read_only_fs(target):
-        return (
-            f"{path} is on a read-only filesystem{created}",
-            f"remount it read-write, or set {what} to a folder on a writable filesystem",
-        )
-    return (
-        f"{path} cannot be written by {_user()}{created}",
-        f"run as the user that owns it (the service's user), or give that user write "
-        f"access: chown or chmod {target}",
-    )
+    return _refused(path, target, what, created)
 
 
 def unwritable_file(path: Path, what: str) -> tuple[str, str] | None:
@@ -63,12 +54,18 @@ def unwritable_file(path: Path, what: str) -> tuple[str, str] | None:
     problem = unwritable(path.parent, what)
     if problem is not None or not path.exists() or os.access(path, os.W_OK):
         return problem
-    if _read_only_fs(path):
+    return _refused(path, path, what)
+
+
+def _refused(path: Path, target: Path, what: str, created: str = "") -> tuple[str, str]:
+    """Why ``path`` cannot be written (``target``: what exists of it), and the fix."""
+    if _read_only_fs(target):
         return (
-            f"{path} is on a read-only filesystem",
-            f"remount it read-write, or set {what} to a writable place",
+            f"{path} is on a read-only filesystem{created}",
+            f"remount it read-write, or set {what} to a place on a writable filesystem",
         )
     return (
-        f"{path} cannot be written by {_user()}",
-        f"run as the user that owns it, or chown or chmod {path}",
+        f"{path} cannot be written by {_user()}{created}",
+        f"run as the user that owns it (the service's user), or give that user write "
+        f"access: chown or chmod {target}",
     )

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from gateway.fields import dedup_key
 from gateway.health import Health
-from gateway.logs import RateLimitedLog
+from gateway.logs import BadInput, RateLimitedLog
 from gateway.model import Record
 
 T = TypeVar("T")
@@ -27,8 +27,7 @@ class Unrenderable:
     def __init__(self, sink: str, health: Health, bad_input: RateLimitedLog) -> None:
         self._sink = sink
         self._counter = f"{sink}_unrenderable"
-        self._c = health.counters
-        self._bad = bad_input
+        self._bad = BadInput(health.counters, bad_input)
 
     def render(self, record: Record, renderer: Callable[[Record], T]) -> T | None:
         """``renderer(record)``, or None when it raised (counted and logged)."""
@@ -37,8 +36,8 @@ class Unrenderable:
         # Renderers are pure functions of one record: whatever they raise is about
         # that record, so it is skipped instead of stopping delivery for everyone.
         except Exception as exc:  # noqa: BLE001
-            self._c[self._counter] += 1
-            self._bad.warning(
+            self._bad(
+                self._counter,
                 f"{self._sink}:unrenderable",
                 "%s: record %d (%s %s) cannot be rendered (%s: %s); skipped, not retried",
                 self._sink,

@@ -1,4 +1,4 @@
-"""tinyml-gateway run | check-config | demo | simulate | version. Parsing only; no logic."""
+"""tinyml-gateway run | check-config | node forget | demo | simulate | version. Parsing only."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 EX_OK = 0
 EX_CONFIG = 78  # sysexits.h EX_CONFIG
+EX_USAGE = 64  # sysexits.h EX_USAGE
 EX_IOERR = 74  # sysexits.h EX_IOERR: the outbox cannot be used
 DEFAULT_CONFIG = Path(os.environ.get("TINYML_GATEWAY_CONFIG", "/etc/tinyml-gateway/config.toml"))
 
@@ -63,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--key", default=None, help="HMAC key (hex) every node signs with")
     sim.add_argument("--window", action="store_true", help="attach a feature window to each event")
+    node = sub.add_parser("node", help="act on one node's stored state")
+    node_sub = node.add_subparsers(dest="action", required=True)
+    forget = node_sub.add_parser(
+        "forget",
+        help="clear a node's stored boot, sequence and clock state (after a boot counter "
+        "reset the gateway did not accept by itself)",
+    )
+    forget.add_argument("node_id", help="16 hex digits")
+    forget.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    forget.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the running gateway"
+    )
     sub.add_parser("version", help="print the version")
     return p
 
@@ -76,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.config)
     if args.command == "run":
         return _run(args.config)
+    if args.command == "node":
+        return _forget(args.config, args.node_id, args.wait)
     if args.command == "demo":
         from gateway.demo import run_demo
 
@@ -116,6 +131,26 @@ def _check_config(path: Path) -> int:
         f"{len(cfg.nodes.nodes)} configured node(s), mqtt {'on' if cfg.mqtt.enabled else 'off'})"
     )
     return EX_OK
+
+
+def _forget(path: Path, node_text: str, wait_s: float) -> int:
+    from gateway.config import load_config
+    from gateway.model import parse_node_id
+    from gateway.operator import request_forget
+
+    try:
+        node_id = parse_node_id(node_text)
+    except ValueError as exc:
+        print(f"tinyml-gateway node forget: {exc}", file=sys.stderr)
+        return EX_USAGE
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _print_problems(f"{path}:", exc)
+        return EX_CONFIG
+    ok, text = request_forget(cfg.outbox_path, node_id, wait_s)
+    print(text, file=sys.stdout if ok else sys.stderr)
+    return EX_OK if ok else EX_IOERR
 
 
 def _run(path: Path) -> int:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from gateway import downlink
+from gateway.errors import OutboxFullError
 from gateway.health import Health
 from gateway.model import CommandRequest, CommandResult, node_hex
 from gateway.nodes import NodeRegistry
 from gateway.protocol import Command, CommandAck, Status
-from gateway.protocol.commands import BY_NAME, NAMES
+from gateway.protocol.commands import BY_NAME, GATEWAY_NAMES, NAMES
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ class CommandRouter:
         self._c = health.counters
         self._ids = itertools.cycle(range(1, 0x10000))
         self._pending: dict[tuple[int, int], asyncio.Future[CommandAck]] = {}
+        # what clears a node's stored state (the pipeline's Ingest.forget), set at start
+        self.forget: Callable[[int], Awaitable[bool]] | None = None
 
     def resolve(self, node_id: int, ack: CommandAck) -> None:
         """Called by the pipeline for every COMMAND_ACK a node sends."""
@@ -55,12 +58,32 @@ class CommandRouter:
             self._c[f"command_errors_{result.status}"] += 1
         return result
 
+    async def forget_node(self, node_id: int, request_id: object = None) -> CommandResult:
+        """Clears a node's stored state (an operator's action, never sent to the node)."""
+        if self.forget is None:
+            return CommandResult(request_id, False, "refused", error="the pipeline is not running")
+        try:
+            known = await self.forget(node_id)
+        except OutboxFullError as exc:
+            return CommandResult(request_id, False, "failed", error=str(exc))
+        if not known:
+            return CommandResult(
+                request_id, False, "unknown_node", error=f"no node {node_hex(node_id)}"
+            )
+        return CommandResult(request_id, True, "ok")
+
     async def _request(
         self, node_id: int, req: CommandRequest, allowed: Iterable[str]
     ) -> CommandResult:
         spec = BY_NAME.get(req.method)
+        if spec is None and req.method in GATEWAY_NAMES:
+            if req.method not in set(allowed):
+                return CommandResult(
+                    req.id, False, "refused", error=f"{req.method} is not allowed for this sink"
+                )
+            return await self.forget_node(node_id, req.id)
         if spec is None:
-            known = ", ".join(NAMES)
+            known = ", ".join((*NAMES, *GATEWAY_NAMES))
             return CommandResult(req.id, False, "unknown_method", error=f"use one of: {known}")
         if req.method not in set(allowed) or not self._registry.allows(node_id, req.method):
             return CommandResult(

@@ -30,8 +30,10 @@ from pydantic import (
 from gateway.errors import ConfigError
 from gateway.model import parse_node_id
 from gateway.paths import unwritable_file
-from gateway.protocol.commands import NAMES as COMMAND_NAMES
-from gateway.protocol.commands import SAFE_NAMES
+from gateway.protocol.commands import GATEWAY_NAMES, SAFE_NAMES
+from gateway.protocol.commands import NAMES as NODE_COMMAND_NAMES
+
+COMMAND_NAMES = (*NODE_COMMAND_NAMES, *GATEWAY_NAMES)
 
 
 def _command_name(v: str) -> str:

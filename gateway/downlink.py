@@ -10,8 +10,23 @@ the commit it was reserved for fails.
 
 from __future__ import annotations
 
-from gateway.nodes import LiveNode
+from typing import TYPE_CHECKING, Final
+
 from gateway.protocol import Ack, Command, encode
+
+if TYPE_CHECKING:
+    from gateway.nodes import LiveNode
+
+# A command's counter value is stored with the node's state at its next commit (its
+# COMMAND_ACK makes one), so a crash can lose the last few. After a restart the counter
+# goes on this far above the stored value: far more than can be in flight, and a small
+# step of the 32-bit space.
+RESTART_GAP: Final = 1024
+
+
+def after_restart(stored: int) -> int:
+    """The counter to go on from, given the value stored before a restart."""
+    return stored + RESTART_GAP
 
 
 def reserve(node: LiveNode) -> int:

@@ -50,8 +50,11 @@ def loads(text: str | bytes | bytearray) -> Any:
     return json.loads(text, parse_constant=_no_constant)
 
 
-def dedup_key(node_id: int, boot_id: int, seq: int) -> str:
-    return f"{node_hex(node_id)}:{boot_id}:{seq}"
+def dedup_key(node_id: int, boot_id: int, seq: int, epoch: int = 0) -> str:
+    """``<node>:<boot>:<seq>``; after the gateway accepted a boot-counter reset or forgot
+    the node, ``<node>:<boot>:<seq>:<epoch>``, so that a key never names two events."""
+    key = f"{node_hex(node_id)}:{boot_id}:{seq}"
+    return f"{key}:{epoch}" if epoch else key
 
 
 def _score(raw: int) -> float:
@@ -138,7 +141,7 @@ def record_fields(record: Record, gateway_id: str, meta: NodeMeta) -> dict[str, 
         "transport": record.transport,
     }
     if record.kind == RecordKind.EVENT:
-        out["key"] = dedup_key(record.node_id, record.boot_id, record.seq)
+        out["key"] = dedup_key(record.node_id, record.boot_id, record.seq, record.epoch)
     if record.kind == RecordKind.STATUS:
         out.update(json.loads(record.data))
         return out

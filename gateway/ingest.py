@@ -17,10 +17,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from gateway import downlink
 from gateway.admission import Admission
+from gateway.boots import BootStage
 from gateway.clock import Clock, kernel_boot_id
 from gateway.commands import CommandRouter
 from gateway.errors import OutboxFullError
@@ -30,9 +31,9 @@ from gateway.logs import BadInput, RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Inbound, RecordKind, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.outbox import NewRecord, NodeState, Outbox
-from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType
+from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType, SequenceState
 from gateway.stamps import Sample, stamp
-from gateway.verify import VerifyHook
+from gateway.verify import VerificationStage
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,22 @@ _KIND_OF: Final = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """An operator's request to clear a node's stored state (docs/protocol.md 2.1)."""
+
+    node_id: int
+    done: asyncio.Future[bool]  # False: no such node
+
+
 @dataclass(slots=True)
 class _Batch:
     records: list[NewRecord]
     touched: dict[int, LiveNode]
     snapshots: dict[int, tuple[NodeState, bool]]
     ack: set[int]
+    forgets: list[Forget]
+    verify: list[Inbound]  # the new EVENTs, offered to verification once committed
 
 
 class Ingest:
@@ -66,10 +77,10 @@ class Ingest:
         commit_interval_ms: int,
         commit_max_events: int,
         ack_transports: frozenset[str] = frozenset({"serial", "ble"}),
-        verify_hook: VerifyHook | None = None,
+        verification: VerificationStage[Any] | None = None,
         queue_size: int = 20_000,
     ) -> None:
-        self.queue: asyncio.Queue[Inbound | StatusChange] = asyncio.Queue(queue_size)
+        self.queue: asyncio.Queue[Inbound | StatusChange | Forget] = asyncio.Queue(queue_size)
         self._registry = registry
         self._outbox = outbox
         self._clock = clock
@@ -79,16 +90,19 @@ class Ingest:
         self._interval_s = commit_interval_ms / 1000
         self._max = commit_max_events
         self._ack_transports = ack_transports
-        self._verify = verify_hook
+        self._verification = verification
         self._kernel_boot = kernel_boot_id()
         self._synced = clock.synced()
         self._unsynced_delta = None if self._synced else clock.wall_minus_boottime_ms()
         self.c = health.counters
-        self._busy = False
+        # when the batch being processed started (monotonic s), None between batches: a
+        # commit that never returns shows in health as a growing batch_running_s
+        self.busy_since: float | None = None
         self._asks: set[asyncio.Task[CommandResult]] = set()
         self.liveness = Liveness(registry, self.queue)
         self._bad_input = BadInput(self.c, bad_input)
         self._admission = Admission(registry, self._bad_input)
+        self._boots = BootStage(self._bad_input)
 
     async def drain(self, timeout_s: float) -> None:
         """Waits until everything queued so far is committed (at shutdown)."""
@@ -99,6 +113,14 @@ class Ingest:
         """What sources call for every decoded message (waits while the queue is full)."""
         await self.queue.put(item)
 
+    async def forget(self, node_id: int) -> bool:
+        """Clears a node's stored sequence, boot and clock state, in order with its
+        messages; its next message starts afresh in a new dedup epoch. False: no such
+        node. Raises OutboxFullError when the disk is full."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        await self.queue.put(Forget(node_id, done))
+        return await done
+
     def port_closed(self, port: str) -> None:
         """What sources call when a device goes away: its nodes go offline."""
         self.liveness.port_closed(port)
@@ -107,7 +129,7 @@ class Ingest:
 
     async def run(self) -> None:
         while True:
-            items: list[Inbound | StatusChange] = [await self.queue.get()]
+            items: list[Inbound | StatusChange | Forget] = [await self.queue.get()]
             while len(items) < self._max and not self.queue.empty():
                 items.append(self.queue.get_nowait())
             taken = len(items)
@@ -117,12 +139,12 @@ class Ingest:
             if overflow:
                 items = [*overflow, *items]
             started = time.monotonic()
-            self._busy = True
+            self.busy_since = started
             try:
                 await self._check_clock()
                 await self._process(items)
             finally:
-                self._busy = False
+                self.busy_since = None
                 for _ in range(taken):
                     self.queue.task_done()  # what drain() waits for
             # Group commit: at most one fsync per interval; what arrives meanwhile
@@ -131,15 +153,8 @@ class Ingest:
             if rest > 0:
                 await asyncio.sleep(rest)
 
-    async def _process(self, items: list[Inbound | StatusChange]) -> None:
-        batch = _Batch([], {}, {}, set())
-        unsynced = None if self._synced else self._kernel_boot
-        now = time.monotonic()
-        for item in items:
-            if isinstance(item, StatusChange):
-                self._status(batch, item, unsynced)
-            else:
-                self._handle(batch, item, now, unsynced)
+    async def _process(self, items: list[Inbound | StatusChange | Forget]) -> None:
+        batch = self._collect(items)
         if not batch.touched and not batch.records and not self._registry.forgotten:
             return
         # reserved before the commit, so that the counter is stored with the state
@@ -150,32 +165,62 @@ class Ingest:
                 batch.records, {k: n.state for k, n in batch.touched.items()}, forget
             )
         except OutboxFullError:
-            # Nothing in this batch is acknowledged: the nodes keep and resend it.
-            for node_id, (state, online) in batch.snapshots.items():
-                node = batch.touched[node_id]
-                # a command may have been sent meanwhile with a newer downlink seq: a seq
-                # handed out once must never be handed out again (keyed nodes refuse it)
-                state.downlink_seq = node.state.downlink_seq
-                node.state, node.online = state, online
-            self.c["commit_failed_disk_full"] += 1
-            self.c["events_refused_disk_full"] += sum(
-                r.kind == RecordKind.EVENT for r in batch.records
-            )
-            await asyncio.sleep(1.0)
+            await self._refused(batch)
             return
+        await self._committed(batch, acks, forget)
+
+    def _collect(self, items: list[Inbound | StatusChange | Forget]) -> _Batch:
+        """The stages before the commit, in order, for every item of the batch."""
+        batch = _Batch([], {}, {}, set(), [], [])
+        unsynced = None if self._synced else self._kernel_boot
+        now = time.monotonic()
+        for item in items:
+            if isinstance(item, StatusChange):
+                self._status(batch, item, unsynced)
+            elif isinstance(item, Forget):
+                self._forget(batch, item)
+            else:
+                self._handle(batch, item, now, unsynced)
+        return batch
+
+    async def _committed(self, batch: _Batch, acks: dict[int, int], forget: frozenset[int]) -> None:
+        """What follows a commit: answers, the sinks' wake-up, verification, then ACKs."""
+        for request in batch.forgets:
+            request.done.set_result(True)
         if forget:
             self._registry.forgotten -= forget
             self.c["nodes_forgotten"] += len(forget)
         self.c["records_committed"] += len(batch.records)
         self._on_commit()
+        if self._verification is not None:
+            for event in batch.verify:
+                self._verification.offer(event)
         for node_id, seq in acks.items():
             await self._send_ack(batch.touched[node_id], seq)
         for node in batch.touched.values():
-            if node.info is None and node.downlink is not None and not node.info_asked:
+            current = node.state.seq.boot_id
+            if node.info_boot != current and node.downlink is not None and not node.info_asked:
                 self._ask_info(node)
 
+    async def _refused(self, batch: _Batch) -> None:
+        """The disk is full: nothing in this batch is stored or acknowledged; the nodes keep
+        and resend it."""
+        for node_id, (state, online) in batch.snapshots.items():
+            node = batch.touched[node_id]
+            # a command may have been sent meanwhile with a newer downlink seq: a seq
+            # handed out once must never be handed out again (keyed nodes refuse it)
+            state.downlink_seq = node.state.downlink_seq
+            node.state, node.online = state, online
+        self.c["commit_failed_disk_full"] += 1
+        self.c["events_refused_disk_full"] += sum(r.kind == RecordKind.EVENT for r in batch.records)
+        for request in batch.forgets:
+            request.done.set_exception(OutboxFullError("disk full: nothing was forgotten"))
+        await asyncio.sleep(1.0)
+
     def _ask_info(self, node: LiveNode) -> None:
-        """A node seen without its INFO (the gateway started after it booted) is asked once."""
+        """A node seen without an INFO of its current boot (the gateway started after it
+        booted, or its INFO was not among the messages that confirmed the boot) is asked
+        once per boot."""
         node.info_asked = True
         req = CommandRequest("info", "get_info")
         task = asyncio.create_task(self._router.request(node.node_id, req, ("get_info",)))
@@ -186,6 +231,28 @@ class Ingest:
         if node.node_id not in batch.touched:
             batch.touched[node.node_id] = node
             batch.snapshots[node.node_id] = (copy.deepcopy(node.state), node.online)
+
+    def _forget(self, batch: _Batch, request: Forget) -> None:
+        node = self._registry.get(request.node_id)
+        if node is None:
+            request.done.set_result(False)
+            return
+        self._touch(batch, node)
+        batch.forgets.append(request)
+        old = node.state
+        # the downlink counter stays: a keyed node refuses a seq it has accepted before
+        node.state = NodeState(
+            SequenceState(epoch=old.seq.epoch + 1), downlink_seq=old.downlink_seq
+        )
+        node.candidates.clear()
+        node.confirming.clear()
+        node.info, node.info_boot, node.info_asked = None, None, False
+        log.warning(
+            "node %s: stored state forgotten at the operator's request; its next message "
+            "starts afresh (dedup epoch %d)",
+            node_hex(node.node_id),
+            node.state.seq.epoch,
+        )
 
     def _status(self, batch: _Batch, change: StatusChange, unsynced: str | None) -> None:
         node = self._registry.get(change.node_id)
@@ -209,13 +276,13 @@ class Ingest:
             unsynced,
             node.transport,
             data,
+            seq.epoch,
         )
 
     def _handle(self, batch: _Batch, item: Inbound, now: float, unsynced: str | None) -> None:
         node = self._admission.admit(item)
         if node is None:
             return
-        h = item.message.header
         self._touch(batch, node)
         node.last_seen = now
         node.transport, node.port = item.transport, item.port
@@ -224,10 +291,11 @@ class Ingest:
         if not node.online:
             node.online = True
             batch.records.append(self._status_record(node, True, "message received", unsynced))
-        if h.type == MsgType.EVENT:
-            self._event(batch, node, item, unsynced)
-        else:
-            self._control(batch, node, item, unsynced)
+        for message in self._boots.check(node, item):
+            if message.message.header.type == MsgType.EVENT:
+                self._event(batch, node, message, unsynced)
+            else:
+                self._control(batch, node, message, unsynced)
 
     def _can_ack(self, item: Inbound) -> bool:
         return item.downlink is not None and item.transport in self._ack_transports
@@ -254,10 +322,10 @@ class Ingest:
                 seq.boot_id,
             )
             return
-        if self._verify is not None:
-            self._verify(item.message)
+        if self._verification is not None:
+            batch.verify.append(item)
         ts = self._stamp(node, item)
-        batch.records.append(self._record(RecordKind.EVENT, item, ts, unsynced))
+        batch.records.append(self._record(RecordKind.EVENT, node, item, ts, unsynced))
         lost = seq.record(h.boot_id, h.seq)
         self.c["events"] += 1
         if lost:
@@ -279,11 +347,11 @@ class Ingest:
             if self._can_ack(item):
                 batch.ack.add(node.node_id)
         elif isinstance(body, Info):
-            node.set_info(body)
+            node.set_info(body, h.boot_id)
             node.state.info = msg.raw
         kind = _KIND_OF[h.type]
         ts = self._stamp(node, item)
-        batch.records.append(self._record(kind, item, ts, unsynced))
+        batch.records.append(self._record(kind, node, item, ts, unsynced))
 
     def _floor(self, node: LiveNode, boot_id: int, seq: int, floor: int, port: str) -> None:
         """A heartbeat's retx_floor: events below it the node will never resend."""
@@ -312,7 +380,9 @@ class Ingest:
             )
 
     @staticmethod
-    def _record(kind: RecordKind, item: Inbound, ts: int, unsynced: str | None) -> NewRecord:
+    def _record(
+        kind: RecordKind, node: LiveNode, item: Inbound, ts: int, unsynced: str | None
+    ) -> NewRecord:
         h = item.message.header
         return NewRecord(
             kind,
@@ -324,6 +394,7 @@ class Ingest:
             unsynced,
             item.transport,
             item.message.raw,
+            node.state.seq.epoch,
         )
 
     def _stamp(self, node: LiveNode, item: Inbound) -> int:

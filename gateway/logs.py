@@ -82,6 +82,10 @@ class BadInput:
         self._c = counters
         self._log = log
 
+    @property
+    def counters(self) -> Counter[str]:
+        return self._c
+
     def __call__(self, counter: str, key: str, msg: str, *args: object, count: int = 1) -> None:
         self._c[counter] += count
         self._log.warning(key, msg, *args)

@@ -69,6 +69,7 @@ class Record:
     clock_synced: bool
     transport: str
     data: bytes  # the wire message; for STATUS, UTF-8 JSON
+    epoch: int = 0  # the node's dedup epoch (docs/protocol.md 2.1)
 
 
 @dataclass(frozen=True, slots=True)

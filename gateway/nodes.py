@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from gateway import downlink
 from gateway.config import NodeSection, NodesSection
 from gateway.fields import NodeMeta
 from gateway.logs import RateLimitedLog
 from gateway.model import Downlink, node_hex
 from gateway.outbox import NodeState
 from gateway.protocol import Info, decode
+
+if TYPE_CHECKING:
+    from gateway.boots import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +34,13 @@ class LiveNode:
     port: str = ""
     downlink: Downlink | None = None
     info: Info | None = None
-    info_asked: bool = False  # get_info sent because no INFO was seen (once per run)
+    info_boot: int | None = None  # the boot the INFO came from
+    info_asked: bool = False  # get_info sent because no INFO was seen (once per boot)
     meta: NodeMeta = field(default_factory=NodeMeta)
+    # the boot stage's (gateway/boots.py) memory, not stored: boot ids waiting for
+    # confirmation, and the uptimes heard while the current boot is not confirmed
+    candidates: dict[int, Candidate] = field(default_factory=dict)
+    confirming: set[int] = field(default_factory=set)
 
     @property
     def key(self) -> bytes | None:
@@ -42,8 +52,9 @@ class LiveNode:
             return float(self.info.heartbeat_period_s)
         return self.default_period_s
 
-    def set_info(self, info: Info) -> None:
+    def set_info(self, info: Info, boot_id: int) -> None:
         self.info = info
+        self.info_boot = boot_id
         self.meta = NodeMeta(
             self.config.name if self.config else None,
             self.config.group if self.config else None,
@@ -65,6 +76,7 @@ class NodeRegistry:
         self._news = news
         self.forgotten: set[int] = set()
         for node_id, state in stored.items():
+            state.downlink_seq = downlink.after_restart(state.downlink_seq)
             self._add(node_id, state)
         for node_id in self._configured:
             if node_id not in self._nodes:
@@ -76,11 +88,11 @@ class NodeRegistry:
         node.meta = NodeMeta(conf.name if conf else None, conf.group if conf else None)
         if state.info is not None:
             try:
-                body = decode(state.info).body
+                msg = decode(state.info)
             except ValueError:
-                body = None
-            if isinstance(body, Info):
-                node.set_info(body)
+                msg = None
+            if msg is not None and isinstance(msg.body, Info):
+                node.set_info(msg.body, msg.header.boot_id)
         self._nodes[node_id] = node
         return node
 

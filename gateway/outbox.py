@@ -32,7 +32,7 @@ from gateway.protocol import SequenceState
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _T = TypeVar("_T")
 
 _KIND_CODES: Final = {
@@ -45,7 +45,7 @@ _KIND_CODES: Final = {
 _KINDS: Final = {v: k for k, v in _KIND_CODES.items()}
 
 
-def _to_i64(n: int) -> int:
+def to_i64(n: int) -> int:
     """SQLite integers are signed 64-bit; node ids use all 64 bits."""
     return n - (1 << 64) if n >= 1 << 63 else n
 
@@ -98,6 +98,19 @@ _MIGRATIONS: Final[list[str]] = [
     ALTER TABLE records ADD COLUMN stored INTEGER;
     UPDATE records SET stored = ts;
     """,
+    # 4: boots confirmed before they are adopted, a dedup epoch that a boot-counter reset
+    # or an operator's "node forget" moves on (stored nodes count as confirmed), and the
+    # operator's requests to a running gateway
+    """
+    ALTER TABLE records ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN boot_messages INTEGER NOT NULL DEFAULT 2;
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        action TEXT NOT NULL,
+        node INTEGER NOT NULL
+    );
+    """,
 ]
 
 
@@ -125,6 +138,7 @@ class NewRecord:
     unsynced: str | None
     transport: str
     data: bytes
+    epoch: int = 0
 
 
 @dataclass(slots=True)
@@ -272,15 +286,28 @@ class Outbox:
     def _load_nodes(self, db: sqlite3.Connection) -> dict[int, NodeState]:
         out: dict[int, NodeState] = {}
         rows = db.execute(
-            "SELECT node, boot, contiguous, above, control, offset_ms, downlink_seq, info "
-            "FROM nodes"
+            "SELECT node, boot, contiguous, above, control, offset_ms, downlink_seq, info, "
+            "epoch, boot_messages FROM nodes"
         )
-        for node, boot, contiguous, above, control, offset_ms, downlink_seq, info in rows:
+        for (
+            node,
+            boot,
+            contiguous,
+            above,
+            control,
+            offset_ms,
+            downlink_seq,
+            info,
+            epoch,
+            heard,
+        ) in rows:
             seq = SequenceState(
                 boot_id=boot,
                 contiguous=contiguous,
                 above=set(json.loads(above)),
                 control_uptime={int(k): v for k, v in json.loads(control).items()},
+                boot_messages=heard,
+                epoch=epoch,
             )
             out[_from_i64(node)] = NodeState(seq, offset_ms, downlink_seq, info)
         return out
@@ -321,11 +348,11 @@ class Outbox:
         stored = Clock.now_ms()
         db.executemany(
             "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data, "
-            "stored) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "stored, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     _KIND_CODES[r.kind],
-                    _to_i64(r.node_id),
+                    to_i64(r.node_id),
                     r.boot_id,
                     r.seq,
                     r.uptime_ms,
@@ -334,16 +361,17 @@ class Outbox:
                     r.transport,
                     r.data,
                     stored,
+                    r.epoch,
                 )
                 for r in records
             ],
         )
         db.executemany(
             "INSERT OR REPLACE INTO nodes(node, boot, contiguous, above, control, offset_ms, "
-            "downlink_seq, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "downlink_seq, info, epoch, boot_messages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    _to_i64(node),
+                    to_i64(node),
                     st.seq.boot_id,
                     st.seq.contiguous,
                     json.dumps(sorted(st.seq.above)),
@@ -351,12 +379,14 @@ class Outbox:
                     st.offset_ms,
                     st.downlink_seq,
                     st.info,
+                    st.seq.epoch,
+                    st.seq.boot_messages,
                 )
                 for node, st in nodes.items()
             ],
         )
         if forget:
-            db.executemany("DELETE FROM nodes WHERE node = ?", [(_to_i64(n),) for n in forget])
+            db.executemany("DELETE FROM nodes WHERE node = ?", [(to_i64(n),) for n in forget])
 
     async def ack(self, sink: str, upto_id: int, state: Mapping[str, int] | None = None) -> None:
         """Records that ``sink`` has every record up to ``upto_id``; deletes what all sinks have.
@@ -413,13 +443,13 @@ class Outbox:
 
     def _fetch(self, after_id: int, limit: int) -> list[Record]:
         rows = self.db.execute(
-            "SELECT id, kind, node, boot, seq, uptime, ts, unsynced IS NULL, transport, data "
-            "FROM records WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, kind, node, boot, seq, uptime, ts, unsynced IS NULL, transport, data, "
+            "epoch FROM records WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
         return [
-            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d))
-            for i, k, n, b, s, u, ts, sy, tr, d in rows
+            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d), e)
+            for i, k, n, b, s, u, ts, sy, tr, d, e in rows
         ]
 
     async def pending(self, sink: str) -> int:
@@ -511,6 +541,22 @@ class Outbox:
 
     async def counters(self) -> dict[str, int]:
         return await self._run(self._counters, self.db)
+
+    # ---- operator requests (tinyml-gateway node forget) --------------------------------
+
+    async def requests(self) -> list[tuple[int, str, int]]:
+        """``(id, action, node)`` of what an operator asked for, oldest first."""
+
+        def get(db: sqlite3.Connection) -> list[tuple[int, str, int]]:
+            rows = db.execute("SELECT id, action, node FROM requests ORDER BY id")
+            return [(int(i), str(a), _from_i64(n)) for i, a, n in rows]
+
+        return await self._run(get, self.db)
+
+    async def request_done(self, request_id: int) -> None:
+        await self._run(
+            self._write, lambda db: db.execute("DELETE FROM requests WHERE id = ?", (request_id,))
+        )
 
 
 def _report(lost: dict[str, int], what: str) -> int:

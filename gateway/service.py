@@ -18,9 +18,11 @@ from typing import Any
 from gateway.clock import Clock
 from gateway.commands import CommandRouter
 from gateway.config import Config
+from gateway.errors import OutboxError
 from gateway.health import Health
 from gateway.ingest import Ingest
 from gateway.logs import RateLimitedLog
+from gateway.model import node_hex
 from gateway.nodes import NodeRegistry
 from gateway.outbox import Outbox
 from gateway.sinks import Sink
@@ -89,6 +91,7 @@ async def build(cfg: Config) -> Gateway:
         commit_interval_ms=cfg.outbox.commit_interval_ms,
         commit_max_events=cfg.outbox.commit_max_events,
     )
+    router.forget = ingest.forget
     sinks: list[Sink] = []
     if cfg.mqtt.enabled:
         delivery = Delivery("mqtt", outbox)
@@ -143,6 +146,9 @@ def _health_sections(gw: Gateway) -> None:
             "expired": st.expired,
             "disk_full": st.disk_full,
             "queue": gw.ingest.queue.qsize(),
+            "batch_running_s": round(time.monotonic() - since, 3)
+            if (since := gw.ingest.busy_since) is not None
+            else 0.0,
             **st.persisted,
         }
 
@@ -158,6 +164,24 @@ async def _maintain(gw: Gateway) -> None:
     while True:
         await gw.outbox.enforce_limits(Clock.now_ms())
         await asyncio.sleep(gw.config.outbox.check_interval_s)
+
+
+async def _operator_requests(gw: Gateway, period_s: float = 1.0) -> None:
+    """Takes what ``tinyml-gateway node forget`` left in the outbox (gateway/operator.py)."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            requests = await gw.outbox.requests()
+            for rid, action, node_id in requests:
+                if action == "forget":
+                    result = await gw.router.forget_node(node_id)
+                    if not result.ok:
+                        log.warning("node forget %s: %s", node_hex(node_id), result.error)
+                else:
+                    log.warning("operator request %d: unknown action %r, ignored", rid, action)
+                await gw.outbox.request_done(rid)
+        except OutboxError as exc:  # disk full: the request stays and is taken again
+            log.warning("operator requests not taken now: %s", exc)
 
 
 async def _watchdog(enabled: bool) -> None:
@@ -201,6 +225,7 @@ async def serve(gw: Gateway, t0: float | None = None) -> None:
         asyncio.create_task(gw.ingest.run(), name="ingest"),
         asyncio.create_task(gw.ingest.liveness.watch(), name="liveness"),
         asyncio.create_task(_maintain(gw), name="outbox maintenance"),
+        asyncio.create_task(_operator_requests(gw), name="operator requests"),
         asyncio.create_task(_watchdog(gw.config.health.watchdog), name="watchdog"),
         *(asyncio.create_task(s.run(), name=f"sink {s.name}") for s in gw.sinks),
     ]

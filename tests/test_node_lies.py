@@ -8,14 +8,17 @@ node keeps sending; every event of both must reach the subscriber.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from gateway.model import node_hex
+from gateway.operator import request_forget
 from gateway.protocol import Heartbeat, encode_frame
 from gateway.sim.link import NodeRunner
 from gateway.sim.node import SimulatedNode
@@ -43,6 +46,10 @@ class FloorLiar(SimulatedNode):
 
 def _seqs(sub: Collector, node: int) -> list[int]:
     return sorted({m.json()["seq"] for m in sub.where(f"{node_hex(node)}/event")})
+
+
+def _keys(sub: Collector, node: int) -> list[str]:
+    return [m.json()["key"] for m in sub.where(f"{node_hex(node)}/event")]
 
 
 @pytest.mark.parametrize("claim", [False, True], ids=["floor-above-seq", "consistent-lie"])
@@ -169,3 +176,140 @@ async def test_a_flood_of_node_ids_does_not_lock_out_a_new_node(
     news = [r for r in caplog.records if "new node" in r.getMessage()]
     assert len(news) == 1  # one line, then at most one per interval with a count
     assert any("max_nodes (4) reached: forgot" in r.getMessage() for r in caplog.records)
+
+
+async def test_one_frame_with_a_bogus_boot_id_does_not_lock_the_node_out(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
+    """One EVENT claims boot 0xFFFFFFFF (erased flash, a firmware bug) in the middle of
+    an honest stream: it is held as unconfirmed, and the node's real boot goes on."""
+    link = pty()
+    liar = SimulatedNode(LIAR, heartbeat_period_s=1)
+    nodes = [SimulatedNode(GOOD, heartbeat_period_s=1), liar]
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    async with running(gateway_config(tmp_path, mosquitto, [link.path])) as gw:
+        runner = NodeRunner(link, nodes, rate_hz=20, count=COUNT)
+        sim = asyncio.create_task(runner.run(until_acked=True))
+        while liar.seq < COUNT // 3:
+            await asyncio.sleep(0.01)
+        bogus = SimulatedNode(LIAR, boot_id=0xFFFFFFFF, seq=liar.seq)
+        link.write(encode_frame(bogus.event(runner.uptime_ms(liar))))
+        await asyncio.wait_for(sim, 120)
+        await sub.wait_for(lambda: all(len(_seqs(sub, n)) >= COUNT for n in (GOOD, LIAR)))
+        counters = dict(gw.health.counters)
+        boot = gw.registry.get(LIAR).state.seq.boot_id  # type: ignore[union-attr]
+    await sub.stop()
+    assert _seqs(sub, LIAR) == list(range(1, COUNT + 1))
+    assert _seqs(sub, GOOD) == list(range(1, COUNT + 1))
+    assert {m.json()["boot"] for m in sub.where("/event")} == {1}
+    assert counters["boot_unconfirmed"] == 1
+    assert counters.get("rejected_stale", 0) == 0
+    assert boot == 1
+
+
+def _reboot(node: SimulatedNode, boot_id: int) -> None:
+    node.boot_id, node.seq = boot_id, 0
+    node.ring.clear()
+
+
+async def test_a_reset_boot_counter_is_accepted_and_its_keys_never_repeat(
+    tmp_path: Path, mosquitto: Mosquitto, pty, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Boot 1, boot 2, then the node is reflashed and counts from 1 again: every event
+    of all three boots arrives, under 30 distinct dedup keys."""
+    link = pty()
+    node = SimulatedNode(GOOD, heartbeat_period_s=1)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    caplog.set_level(logging.WARNING)
+    async with running(gateway_config(tmp_path, mosquitto, [link.path])) as gw:
+        for boot in (1, 2, 1):
+            _reboot(node, boot)
+            await asyncio.wait_for(
+                NodeRunner(link, [node], rate_hz=20, count=10).run(until_acked=True), 60
+            )
+        await sub.wait_for(lambda: len(_keys(sub, GOOD)) >= 30)
+        counters = dict(gw.health.counters)
+    await sub.stop()
+    keys = _keys(sub, GOOD)
+    assert len(keys) == 30
+    assert len(set(keys)) == 30
+    assert [k for k in keys if k.count(":") == 3] == [
+        f"{node_hex(GOOD)}:1:{s}:1" for s in range(1, 11)
+    ]
+    assert counters["boot_resets"] == 1
+    assert any("went back from boot 2 to boot 1" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_operator_forget_lets_in_a_lower_boot_that_shows_no_fresh_start(
+    tmp_path: Path, mosquitto: Mosquitto, pty, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node's counter went back while the gateway was away: its uptime is an hour,
+    so nothing shows a fresh start. Its events wait (refused, one line naming the fix)
+    until the operator runs ``tinyml-gateway node forget``; then all of them arrive."""
+    link = pty()
+    node = SimulatedNode(GOOD, boot_id=5, heartbeat_period_s=1)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    caplog.set_level(logging.WARNING)
+    cfg = gateway_config(tmp_path, mosquitto, [link.path])
+    async with running(cfg) as gw:
+        await asyncio.wait_for(
+            NodeRunner(link, [node], rate_hz=20, count=10).run(until_acked=True), 60
+        )
+        _reboot(node, 3)
+        late = NodeRunner(link, [node], rate_hz=20, count=10, booted_s_ago=3600)
+        sim = asyncio.create_task(late.run(until_acked=True))
+        while gw.health.counters["rejected_stale"] < 10:
+            await asyncio.sleep(0.05)
+        assert not sim.done()
+        ok, text = await asyncio.to_thread(request_forget, cfg.outbox_path, GOOD)
+        assert ok, text
+        assert "forgot" in text
+        await asyncio.wait_for(sim, 60)
+        await sub.wait_for(lambda: len(_keys(sub, GOOD)) >= 20)
+    await sub.stop()
+    boot3 = [m.json() for m in sub.where("/event") if m.json()["boot"] == 3]
+    assert sorted(e["seq"] for e in boot3) == list(range(1, 11))
+    assert all(e["key"] == f"{node_hex(GOOD)}:3:{e['seq']}:1" for e in boot3)
+    assert any("node forget 000000000000b000" in r.getMessage() for r in caplog.records)
+
+
+async def test_forget_over_the_command_topic_is_refused_unless_allowed(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
+    link = pty()
+    node = SimulatedNode(GOOD, boot_id=5, heartbeat_period_s=1)
+    sub = Collector(mosquitto, "tinyml/gw/+/cmd/ack")
+    await sub.start()
+    base = gateway_config(tmp_path, mosquitto, [link.path]).mqtt.commands
+    for allowed in (False, True):
+        commands = [*base, "forget"] if allowed else base
+        cfg = gateway_config(tmp_path, mosquitto, [link.path], mqtt={"commands": commands})
+        async with (
+            running(cfg) as gw,
+            aiomqtt.Client("127.0.0.1", mosquitto.port) as client,
+        ):
+            await asyncio.wait_for(
+                NodeRunner(link, [node], rate_hz=20, count=3).run(until_acked=True), 60
+            )
+            before = gw.registry.get(GOOD).state.seq.epoch  # type: ignore[union-attr]
+            for target in (GOOD, 0xDEAD):
+                await client.publish(
+                    f"tinyml/gw/{node_hex(target)}/cmd",
+                    json.dumps({"id": f"{allowed}-{target}", "method": "forget"}),
+                    qos=1,
+                )
+            expected = 4 if allowed else 2
+            await sub.wait_for(lambda: len(sub.messages) >= expected)  # noqa: B023
+            after = gw.registry.get(GOOD).state.seq.epoch  # type: ignore[union-attr]
+        assert after == before + (1 if allowed else 0)
+    answers = {m.json()["id"]: m.json()["status"] for m in sub.messages}
+    await sub.stop()
+    assert answers == {
+        f"False-{GOOD}": "refused",
+        f"False-{0xDEAD}": "refused",
+        f"True-{GOOD}": "ok",
+        f"True-{0xDEAD}": "unknown_node",
+    }

@@ -162,6 +162,34 @@ async def test_records_of_a_schema_2_file_age_from_their_ts(tmp_path: Path) -> N
     await ob.close()
 
 
+async def test_a_schema_3_file_keeps_its_nodes_confirmed_in_epoch_0(tmp_path: Path) -> None:
+    """Nodes stored before boots were confirmed count as confirmed; their records and
+    later ones keep the dedup key they had (epoch 0)."""
+    db = sqlite3.connect(tmp_path / "o.db")
+    for version, script in enumerate(outbox_module._MIGRATIONS[:3], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    db.execute(
+        "INSERT INTO records(kind, node, boot, seq, uptime, ts, transport, data, stored) "
+        "VALUES (1, 7, 4, 1, 1, ?, 'serial', x'00', ?)",
+        (NOW, NOW),
+    )
+    db.execute("INSERT INTO nodes VALUES (7, 4, 1, '[]', '{}', NULL, 3, NULL)")
+    db.execute("INSERT INTO sinks VALUES ('a', 0)")
+    db.commit()
+    db.close()
+    ob = outbox(tmp_path / "o.db")
+    nodes = await ob.open(["a"])
+    seq = nodes[7].seq
+    assert (seq.boot_id, seq.contiguous, seq.epoch, seq.confirmed) == (4, 1, 0, True)
+    assert [r.epoch for r in await ob.fetch(0, 10)] == [0]
+    seq.epoch = 2
+    await ob.commit([], {7: nodes[7]})
+    await ob.close()
+    ob = outbox(tmp_path / "o.db")
+    assert (await ob.open(["a"]))[7].seq.epoch == 2
+    await ob.close()
+
+
 async def test_restamp_moves_unsynced_records_of_this_boot_only(tmp_path: Path) -> None:
     ob = outbox(tmp_path / "o.db")
     await ob.open(["a"])

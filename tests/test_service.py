@@ -132,3 +132,41 @@ def test_an_outbox_that_is_not_a_database_stops_the_start_with_one_line(
     assert r.returncode == 74
     assert "not a usable SQLite database" in r.stderr and "Traceback" not in r.stderr
     assert bad.read_bytes().startswith(b"\x89PNG")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_node_forget_from_the_shell_reaches_a_gateway_that_starts_later(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
+    link = pty()
+    node = SimulatedNode(0x7700)
+    data = config_data(tmp_path, mosquitto, [link.path])
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml_text(data))
+    r = await asyncio.to_thread(_cli, "node", "forget", "xyz", "-c", str(config))
+    assert r.returncode == 64 and "16 lowercase hex digits" in r.stderr
+    r = await asyncio.to_thread(_cli, "node", "forget", "0000000000007700", "-c", str(config))
+    assert r.returncode == 74 and "no outbox" in r.stderr and "Traceback" not in r.stderr
+    cfg = gateway_config(tmp_path, mosquitto, [link.path])
+    async with running(cfg) as gw:
+        await asyncio.wait_for(
+            NodeRunner(link, [node], rate_hz=20, count=3).run(until_acked=True), 60
+        )
+    r = await asyncio.to_thread(
+        _cli, "node", "forget", "0000000000007700", "-c", str(config), "--wait", "0.3"
+    )
+    assert r.returncode == 0 and "when it next runs" in r.stdout, r.stderr
+    async with running(cfg) as gw:
+        while gw.registry.get(0x7700).state.seq.epoch != 1:  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+        while await gw.outbox.requests():
+            await asyncio.sleep(0.05)

@@ -237,7 +237,7 @@ async def test_rpc_to_the_gateway(tmp_path: Path, tb, pty) -> None:  # type: ign
     cfg = _config(tmp_path, [link.path], tb_section(broker))
     sim = asyncio.create_task(runner.run())
     try:
-        async with running(cfg):
+        async with running(cfg) as gw:
             await checker.wait_for(
                 lambda: node_hex(A) in checker.devices and checker.devices[node_hex(A)].connected
             )
@@ -254,6 +254,11 @@ async def test_rpc_to_the_gateway(tmp_path: Path, tb, pty) -> None:  # type: ign
             assert checker.devices[node_hex(A)].connects == connects + 1
             missing = await checker.gateway_rpc("reconnectNode", {"device": "nope"})
             assert missing["ok"] is False
+            epoch = gw.registry.get(A).state.seq.epoch  # type: ignore[union-attr]
+            forgot = await checker.gateway_rpc("forgetNode", {"device": node_hex(A)})
+            assert forgot == {"ok": True, "status": "ok"}
+            assert gw.registry.get(A).state.seq.epoch == epoch + 1  # type: ignore[union-attr]
+            assert (await checker.gateway_rpc("forgetNode", "nope"))["ok"] is False
             assert "unknown method" in (await checker.gateway_rpc("format_disk"))["error"]
     finally:
         sim.cancel()

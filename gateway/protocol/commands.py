@@ -98,4 +98,7 @@ BY_NAME: Final = {c.name: c for c in COMMANDS}
 BY_CODE: Final[dict[int, CommandSpec]] = {int(c.code): c for c in COMMANDS}
 BY_SHARED_ATTRIBUTE: Final = {c.shared_attribute: c for c in COMMANDS if c.shared_attribute}
 NAMES: Final = tuple(BY_NAME)
+# methods the gateway answers itself, never sent to a node: "forget" clears the node's
+# stored state (docs/protocol.md 2.1). Allowed only where a configuration lists it.
+GATEWAY_NAMES: Final = ("forget",)
 SAFE_NAMES: Final = tuple(c.name for c in COMMANDS if c.safe)

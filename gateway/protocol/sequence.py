@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+# Messages with distinct uptimes that confirm a boot: a boot id seen in fewer is not
+# adopted (one bogus frame must not lock a node's real boot out).
+CONFIRMATIONS: Final = 2
 # Stored EVENTs above an open gap that are remembered individually. A gap
 # that stays open this long is given up (and counted): no node ring is larger.
 MAX_ABOVE: Final = 4096
@@ -42,6 +45,12 @@ class SequenceState:
     # the retx_floor of the node's last heartbeat this boot; not stored, so after a
     # restart the first heartbeat only sets it (see skip_below)
     last_floor: int | None = None
+    # how many messages of boot_id were heard, up to CONFIRMATIONS (then the boot is
+    # confirmed); 0: nothing heard from the node yet
+    boot_messages: int = 0
+    # incremented whenever the gateway accepts a lower boot id (a boot-counter reset) or
+    # forgets the node: it is part of the dedup key, so keys never repeat
+    epoch: int = 0
 
     def classify(self, boot_id: int, seq: int) -> Arrival:
         if boot_id < self.boot_id:
@@ -100,6 +109,18 @@ class SequenceState:
             return Arrival.DUPLICATE
         self.control_uptime[msg_type] = uptime_ms
         return Arrival.NEW
+
+    @property
+    def confirmed(self) -> bool:
+        return self.boot_messages >= CONFIRMATIONS
+
+    def adopt(self, boot_id: int, messages: int) -> None:
+        """Makes ``boot_id`` the node's current boot, heard in ``messages`` messages; a
+        lower boot id than the current one is a reset and starts a new epoch."""
+        if self.boot_messages and boot_id < self.boot_id:
+            self.epoch += 1
+        self._new_boot(boot_id)
+        self.boot_messages = min(messages, CONFIRMATIONS)
 
     @property
     def ack(self) -> tuple[int, int]:

@@ -100,6 +100,7 @@ class NodeRunner:
         rate_hz: float,
         count: int | None = None,
         tick_s: float = 0.01,
+        booted_s_ago: float = 0.0,
     ) -> None:
         self.link = link
         self.nodes = {n.node_id: n for n in nodes}
@@ -108,7 +109,8 @@ class NodeRunner:
         self.tick_s = tick_s
         self.stats = SimStats()
         self._t0 = time.monotonic()
-        self._boot_t0 = {n.node_id: self._t0 for n in nodes}
+        # when each node booted: its uptimes count from here
+        self._boot_t0 = {n.node_id: self._t0 - booted_s_ago for n in nodes}
 
     def uptime_ms(self, node: SimulatedNode) -> int:
         return int((time.monotonic() - self._boot_t0[node.node_id]) * 1000)

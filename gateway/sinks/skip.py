@@ -43,7 +43,7 @@ class Unrenderable:
                 self._sink,
                 record.id,
                 record.kind.value,
-                dedup_key(record.node_id, record.boot_id, record.seq),
+                dedup_key(record.node_id, record.boot_id, record.seq, record.epoch),
                 type(exc).__name__,
                 exc,
             )

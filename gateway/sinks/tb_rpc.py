@@ -30,7 +30,7 @@ from gateway.sinks.tb_topics import (
 
 log = logging.getLogger(__name__)
 
-GATEWAY_METHODS: Final = ("getStatus", "listNodes", "reconnectNode")
+GATEWAY_METHODS: Final = ("getStatus", "listNodes", "reconnectNode", "forgetNode")
 
 Reply = Callable[[aiomqtt.Client, str, Any], Awaitable[None]]
 Announce = Callable[[aiomqtt.Client, int], Awaitable[None]]
@@ -148,14 +148,17 @@ class ServerRequests:
                 }
                 for n in self._registry.all()
             ]
-        elif method == "reconnectNode":
+        elif method in ("reconnectNode", "forgetNode"):
             target = params.get("device") if isinstance(params, dict) else params
             node = self._node_named(target)
             if node is None:
                 data = {"ok": False, "error": f"no node for device {target!r}"}
-            else:
+            elif method == "reconnectNode":
                 await self._announce(client, node.node_id)
                 data = {"ok": True}
+            else:
+                result = (await self._router.forget_node(node.node_id)).as_json()
+                data = {k: v for k, v in result.items() if k != "id"}
         else:
             data = {"error": f"unknown method {method!r}; use {', '.join(GATEWAY_METHODS)}"}
         await self._reply(client, ME_RPC_RESPONSE + rid, data)

@@ -1,13 +1,13 @@
-"""Verification of node decisions by a model run on the gateway (a later issue).
+"""Verification of node decisions by a model run on the gateway: the stage's place.
 
-The pipeline calls a :data:`VerifyHook` for each new EVENT before it is
-stored; until verification is configured there is no hook and nothing runs.
+The pipeline offers every EVENT it has committed to a :class:`VerificationStage`
+(when one is configured). The stage has its own bounded queue and task and runs
+the model on its own thread, so inference never runs on the event loop and
+never delays a commit or an ACK; when it falls behind, events go on unverified
+and are counted. What becomes of a result is its ``on_result`` callback's
+business (docs/architecture.md, "The verification stage").
 """
 
-from __future__ import annotations
+from gateway.verify.stage import VerificationStage, Verify
 
-from collections.abc import Callable
-
-from gateway.protocol import Message
-
-VerifyHook = Callable[[Message], None]
+__all__ = ["VerificationStage", "Verify"]

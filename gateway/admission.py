@@ -11,7 +11,7 @@ from __future__ import annotations
 from gateway.logs import BadInput
 from gateway.model import Inbound, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
-from gateway.protocol import MsgType, verify
+from gateway.protocol import MsgType, verify, verify_advert
 
 _DOWNLINK_ONLY = frozenset({MsgType.COMMAND, MsgType.ACK})
 
@@ -38,7 +38,9 @@ class Admission:
             )
             return None
         key = node.key
-        if key is not None and not verify(msg, key):
+        if key is not None and not (
+            verify_advert(item.advert, key) if item.advert is not None else verify(msg, key)
+        ):
             self._bad(
                 "rejected_unauthenticated",
                 f"auth:{h.node_id}",

@@ -108,14 +108,14 @@ def _print_problems(intro: str, exc: ConfigError) -> None:
 
 def _load(path: Path, intro: str) -> Config | None:
     """The configuration, with its storage checked; None after printing every problem."""
-    from gateway.config import load_config, storage_problems
+    from gateway.config import dependency_problems, load_config, storage_problems
 
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         _print_problems(intro, exc)
         return None
-    problems = storage_problems(cfg)
+    problems = dependency_problems(cfg) + storage_problems(cfg)
     if problems:
         _print_problems(intro, ConfigError(problems))
         return None

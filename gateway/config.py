@@ -7,6 +7,7 @@ file (``*_file``) or in an environment variable (``*_env``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import string
@@ -246,6 +247,7 @@ TelemetryField = Literal[
     "events_dropped",
     "retx_floor",
     "rx_errors",
+    "rssi",
     "log_level",
     "log_text",
 ]
@@ -360,9 +362,54 @@ class CommandsSection(_Strict):
     timeout_s: Annotated[StrictFloat, Field(gt=0, le=120)] = 8.0
 
 
+_ADAPTER = re.compile(r"^hci[0-9]{1,3}$")
+_ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+
+
+class BleSection(_Strict):
+    """Bluetooth Low Energy nodes through BlueZ (docs/ble.md)."""
+
+    enabled: StrictBool = False
+    adapter: str = "hci0"
+    scanning: Literal["active", "passive"] = "active"
+    connect: Literal["protocol", "listed", "none"] = "protocol"
+    """Which advertising nodes to connect to: any that offers the protocol's service,
+    only those in ``allow``, or none (advertisements only)."""
+    allow: list[str] = []
+    """Node ids (16 hex digits), addresses (AA:BB:CC:DD:EE:FF) or advertised names; empty:
+    every node. Adverts of others, and connections to them, are ignored."""
+    max_connections: Annotated[StrictInt, Field(ge=0, le=32)] = 4
+    connect_timeout_s: Annotated[StrictFloat, Field(gt=0, le=300)] = 20.0
+    call_timeout_s: Annotated[StrictFloat, Field(gt=0, le=300)] = 10.0
+    """The outer limit on every BlueZ call (read, write, start notify, disconnect)."""
+    backoff_max_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 60.0
+    scanner_silence_s: Annotated[StrictFloat, Field(gt=0, le=86400)] = 90.0
+    """No advertisement for this long restarts discovery."""
+    adapter_reset_after: Annotated[StrictInt, Field(ge=0, le=100)] = 3
+    """Failed discovery restarts before the adapter is power-cycled (0: never)."""
+    heartbeat_repeat_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 60.0
+    """An identical HEARTBEAT advert within this long is a repeat and dropped."""
+
+    @field_validator("adapter")
+    @classmethod
+    def _adapter(cls, v: str) -> str:
+        if not _ADAPTER.match(v):
+            raise ValueError(f"{v!r} is not an adapter name such as hci0")
+        return v
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            if not entry.strip():
+                raise ValueError("an empty entry matches nothing")
+        return [e.upper() if _ADDRESS.match(e.upper()) else e for e in v]
+
+
 class Config(_Strict):
     gateway: GatewaySection = GatewaySection()
     serial: list[SerialSection] = []
+    ble: BleSection = BleSection()
     nodes: NodesSection = NodesSection()
     mqtt: MqttSection = MqttSection()
     thingsboard: ThingsBoardSection = ThingsBoardSection()
@@ -438,6 +485,22 @@ def load_config(path: Path) -> Config:
             [(str(path), f"not valid TOML: {exc}", "fix the syntax at that line")]
         ) from None
     return parse_config(data)
+
+
+def dependency_problems(cfg: Config) -> list[tuple[str, str, str]]:
+    """Optional parts the configuration turns on whose libraries are not installed.
+
+    Looked up without importing them: a configuration without BLE never loads bleak.
+    """
+    if cfg.ble.enabled and importlib.util.find_spec("bleak") is None:
+        return [
+            (
+                "ble.enabled",
+                "BLE needs bleak, which is not installed",
+                "install the ble extra: pip install 'tinyml-gateway[ble]' (or set enabled = false)",
+            )
+        ]
+    return []
 
 
 def storage_problems(cfg: Config) -> list[tuple[str, str, str]]:

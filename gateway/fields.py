@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.model import Record, RecordKind, node_hex
+from gateway.model import ADVERT_TRANSPORT, Record, RecordKind, node_hex
 from gateway.protocol import Event, Heartbeat, Info, Log, LogLevel, decode
 from gateway.protocol.constants import SCORE_SCALE, TEMPERATURE_UNKNOWN, Capability
 
@@ -142,6 +142,10 @@ def record_fields(record: Record, gateway_id: str, meta: NodeMeta) -> dict[str, 
     }
     if record.kind == RecordKind.EVENT:
         out["key"] = dedup_key(record.node_id, record.boot_id, record.seq, record.epoch)
+    if record.rssi is not None and record.kind in (RecordKind.HEARTBEAT, RecordKind.STATUS):
+        out["rssi"] = record.rssi
+    if record.transport == ADVERT_TRANSPORT:
+        out["uptime_ms"] = None  # adverts carry none; ts is the arrival time
     if record.kind == RecordKind.STATUS:
         out.update(json.loads(record.data))
         return out

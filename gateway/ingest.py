@@ -277,6 +277,7 @@ class Ingest:
             node.transport,
             data,
             seq.epoch,
+            node.rssi,
         )
 
     def _handle(self, batch: _Batch, item: Inbound, now: float, unsynced: str | None) -> None:
@@ -288,6 +289,8 @@ class Ingest:
         node.transport, node.port = item.transport, item.port
         if item.downlink is not None:
             node.downlink = item.downlink
+        if item.rssi is not None:
+            node.rssi = item.rssi
         if not node.online:
             node.online = True
             batch.records.append(self._status_record(node, True, "message received", unsynced))
@@ -326,6 +329,11 @@ class Ingest:
             batch.verify.append(item)
         ts = self._stamp(node, item)
         batch.records.append(self._record(RecordKind.EVENT, node, item, ts, unsynced))
+        if item.downlink is None:
+            # a node that cannot be acknowledged never resends: what it skipped, nobody
+            # heard (an advert missed by the scanner), and waiting for it would only
+            # grow the set of seqs above the gap
+            self.c["events_lost_unheard"] += seq.give_up_below(h.seq)
         lost = seq.record(h.boot_id, h.seq)
         self.c["events"] += 1
         if lost:
@@ -395,9 +403,12 @@ class Ingest:
             item.transport,
             item.message.raw,
             node.state.seq.epoch,
+            item.rssi,
         )
 
     def _stamp(self, node: LiveNode, item: Inbound) -> int:
+        if item.advert is not None:
+            return item.arrival_ms  # adverts carry no uptime: they are stamped on arrival
         h = item.message.header
         ts, sample = stamp(
             node.state,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, NewType
 
-from gateway.protocol import Message
+from gateway.protocol import Advert, Message
 
 NodeId = NewType("NodeId", int)
 """A node's 64-bit id. Its text form (:func:`node_hex`) is 16 lowercase hex digits."""
@@ -40,6 +40,9 @@ class RecordKind(StrEnum):
     STATUS = "status"
 
 
+ADVERT_TRANSPORT: Final = "ble-adv"
+"""The transport of messages made from BLE advertisements: no ACK, no uptime."""
+
 Downlink = Callable[[bytes], Awaitable[None]]
 """Sends one encoded message to a node over the transport it came from."""
 
@@ -53,6 +56,8 @@ class Inbound:
     port: str  # which device or adapter
     arrival_ms: int  # wall clock, ms
     downlink: Downlink | None  # None: the node cannot receive (advertisements)
+    advert: Advert | None = None  # what ``message`` was made from (docs/protocol.md 6.3)
+    rssi: int | None = None  # dBm of the node's last advertisement (BLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,7 @@ class Record:
     transport: str
     data: bytes  # the wire message; for STATUS, UTF-8 JSON
     epoch: int = 0  # the node's dedup epoch (docs/protocol.md 2.1)
+    rssi: int | None = None  # dBm of the node's last advertisement, for BLE nodes
 
 
 @dataclass(frozen=True, slots=True)

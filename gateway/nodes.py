@@ -33,6 +33,7 @@ class LiveNode:
     transport: str = ""
     port: str = ""
     downlink: Downlink | None = None
+    rssi: int | None = None  # dBm of its last advertisement (BLE nodes)
     info: Info | None = None
     info_boot: int | None = None  # the boot the INFO came from
     info_asked: bool = False  # get_info sent because no INFO was seen (once per boot)

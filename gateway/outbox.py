@@ -99,10 +99,11 @@ _MIGRATIONS: Final[list[str]] = [
     UPDATE records SET stored = ts;
     """,
     # 4: boots confirmed before they are adopted, a dedup epoch that a boot-counter reset
-    # or an operator's "node forget" moves on (stored nodes count as confirmed), and the
-    # operator's requests to a running gateway
+    # or an operator's "node forget" moves on (stored nodes count as confirmed), the RSSI
+    # of BLE nodes, and the operator's requests to a running gateway
     """
     ALTER TABLE records ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE records ADD COLUMN rssi INTEGER;
     ALTER TABLE nodes ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE nodes ADD COLUMN boot_messages INTEGER NOT NULL DEFAULT 2;
     CREATE TABLE requests (
@@ -139,6 +140,7 @@ class NewRecord:
     transport: str
     data: bytes
     epoch: int = 0
+    rssi: int | None = None
 
 
 @dataclass(slots=True)
@@ -348,7 +350,7 @@ class Outbox:
         stored = Clock.now_ms()
         db.executemany(
             "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data, "
-            "stored, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "stored, epoch, rssi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     _KIND_CODES[r.kind],
@@ -362,6 +364,7 @@ class Outbox:
                     r.data,
                     stored,
                     r.epoch,
+                    r.rssi,
                 )
                 for r in records
             ],
@@ -444,12 +447,12 @@ class Outbox:
     def _fetch(self, after_id: int, limit: int) -> list[Record]:
         rows = self.db.execute(
             "SELECT id, kind, node, boot, seq, uptime, ts, unsynced IS NULL, transport, data, "
-            "epoch FROM records WHERE id > ? ORDER BY id LIMIT ?",
+            "epoch, rssi FROM records WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
         return [
-            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d), e)
-            for i, k, n, b, s, u, ts, sy, tr, d, e in rows
+            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d), e, r)
+            for i, k, n, b, s, u, ts, sy, tr, d, e, r in rows
         ]
 
     async def pending(self, sink: str) -> int:

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian / Raspberry Pi OS machine and the project virtualenv in .venv.
 #
-#   scripts/setup.sh demo   what the demo needs: Python's venv and the package with [demo]
-#   scripts/setup.sh test   what the tests need as well: C compilers, the ARM cross compiler,
-#                           Mosquitto and its clients, openssl; the package with [dev,demo]
+#   scripts/setup.sh demo      what the demo needs: Python's venv and the package with [demo]
+#   scripts/setup.sh demo-ble  the demo with an emulated BLE node as well: dbus-daemon, and
+#                              the package with [demo,ble,blerig]
+#   scripts/setup.sh test      what the tests need: C compilers, the ARM cross compiler,
+#                              Mosquitto and its clients, openssl, dbus-daemon; the package
+#                              with [dev,demo,ble,blerig]
 #
 # Safe to run again: it installs only what is missing, and reinstalls the package into
 # .venv only when pyproject.toml changed (the install is editable, so code changes need
@@ -19,13 +22,17 @@ case $profile in
     packages=(python3-venv)
     extras=demo
     ;;
+  demo-ble)
+    packages=(python3-venv dbus-daemon)
+    extras=demo,ble,blerig
+    ;;
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
-      gcc-arm-none-eabi libnewlib-arm-none-eabi)
-    extras=dev,demo
+      gcc-arm-none-eabi libnewlib-arm-none-eabi dbus-daemon)
+    extras=dev,demo,ble,blerig
     ;;
   *)
-    echo "usage: scripts/setup.sh demo|test" >&2
+    echo "usage: scripts/setup.sh demo|demo-ble|test" >&2
     exit 64
     ;;
 esac

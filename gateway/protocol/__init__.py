@@ -5,7 +5,13 @@ package; ``docs/protocol.md`` is the specification and the C header in
 ``mcu_firmware/protocol/include/tgw_protocol.h`` the source of its constants.
 """
 
-from gateway.protocol.advert import Advert, decode_advert, encode_advert, verify_advert
+from gateway.protocol.advert import (
+    Advert,
+    advert_message,
+    decode_advert,
+    encode_advert,
+    verify_advert,
+)
 from gateway.protocol.constants import (
     Capability,
     CommandCode,
@@ -59,6 +65,7 @@ __all__ = [
     "SequenceState",
     "Status",
     "decode",
+    "advert_message",
     "decode_advert",
     "encode",
     "encode_advert",

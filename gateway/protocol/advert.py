@@ -13,10 +13,18 @@ from gateway.protocol.constants import (
     ADV_SIZE_HEARTBEAT,
     ADV_TAG_SIZE,
     PROTOCOL_VERSION,
+    TEMPERATURE_UNKNOWN,
     MsgType,
 )
 from gateway.protocol.errors import ProtocolError, Reason
-from gateway.protocol.messages import auth_tag
+from gateway.protocol.messages import (
+    Event,
+    Heartbeat,
+    Message,
+    auth_tag,
+    decode,
+    encode,
+)
 
 _KEY: Final = struct.Struct("<BQII")
 _EVENT: Final = struct.Struct("<BH")
@@ -84,3 +92,26 @@ def verify_advert(adv: Advert, key: bytes) -> bool:
     if adv.tag is None:
         return False
     return hmac.compare_digest(auth_tag(key, adv.raw[:-ADV_TAG_SIZE], ADV_TAG_SIZE), adv.tag)
+
+
+def advert_message(adv: Advert, uptime_ms: int) -> Message:
+    """The wire message an advert stands for, stored and published like one.
+
+    An EVENT advert carries no model id and no inference time (both 0); a HEARTBEAT
+    advert no counters (0) and, since the node keeps no ring, ``retx_floor`` = seq + 1.
+    Adverts carry no uptime: the caller gives one (the gateway's, so that it moves
+    forward). The message is unsigned; the advert's own tag is checked with
+    :func:`verify_advert`.
+    """
+    body: Event | Heartbeat
+    if adv.kind == MsgType.EVENT:
+        body = Event(0, adv.label, adv.score, 0)
+    else:
+        temperature = (
+            TEMPERATURE_UNKNOWN
+            if adv.temperature_c == TEMPERATURE_UNKNOWN_C
+            else adv.temperature_c * 100
+        )
+        body = Heartbeat(adv.battery_mv, temperature, 0, 0, (adv.seq + 1) & 0xFFFFFFFF, 0)
+    raw = encode(body, node_id=adv.node_id, boot_id=adv.boot_id, seq=adv.seq, uptime_ms=uptime_ms)
+    return decode(raw)

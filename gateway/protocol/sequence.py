@@ -75,6 +75,10 @@ class SequenceState:
             return self._skip_to(min(self.above) - 1)
         return 0
 
+    def give_up_below(self, seq: int) -> int:
+        """Stops waiting for EVENTs below ``seq``; returns how many that gives up."""
+        return self._skip_to(seq - 1)
+
     def skip_below(self, boot_id: int, floor: int, claimed_seq: int) -> int | None:
         """A heartbeat says the node will never resend EVENTs below ``floor``.
 

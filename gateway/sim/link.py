@@ -14,9 +14,21 @@ import os
 import time
 import tty
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.protocol import Ack, FrameDecoder, encode_frame
 from gateway.sim.node import SimulatedNode
+
+
+class Link(Protocol):
+    """What NodeRunner drives: framed bytes out, framed bytes in (a pty, a port, or the
+    BLE link of sim/ble_node.py, which sends each message the BLE way)."""
+
+    path: str
+
+    def write(self, data: bytes) -> None: ...
+
+    async def read(self) -> bytes: ...
 
 
 class FdLink:
@@ -94,7 +106,7 @@ class NodeRunner:
 
     def __init__(
         self,
-        link: FdLink,
+        link: Link,
         nodes: list[SimulatedNode],
         *,
         rate_hz: float,

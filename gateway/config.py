@@ -372,9 +372,8 @@ class BleSection(_Strict):
     enabled: StrictBool = False
     adapter: str = "hci0"
     scanning: Literal["active", "passive"] = "active"
-    connect: Literal["protocol", "listed", "none"] = "protocol"
-    """Which advertising nodes to connect to: any that offers the protocol's service,
-    only those in ``allow``, or none (advertisements only)."""
+    connect: StrictBool = True
+    """Connect to nodes that advertise the protocol's GATT service; false: adverts only."""
     allow: list[str] = []
     """Node ids (16 hex digits), addresses (AA:BB:CC:DD:EE:FF) or advertised names; empty:
     every node. Adverts of others, and connections to them, are ignored."""

@@ -121,9 +121,9 @@ class Ingest:
         await self.queue.put(Forget(node_id, done))
         return await done
 
-    def port_closed(self, port: str) -> None:
+    def port_closed(self, port: str, reason: str | None = None) -> None:
         """What sources call when a device goes away: its nodes go offline."""
-        self.liveness.port_closed(port)
+        self.liveness.port_closed(port, reason)
 
     # ---- the loop ------------------------------------------------------------------
 

@@ -46,9 +46,9 @@ class Liveness:
             except asyncio.QueueFull:
                 self._overflow.append(change)
 
-    def port_closed(self, port: str) -> None:
+    def port_closed(self, port: str, reason: str | None = None) -> None:
         for node in self._registry.on_port(port):
-            self.mark_offline(node, f"port {port} closed")
+            self.mark_offline(node, reason or f"port {port} closed")
 
     def take_overflow(self) -> list[StatusChange]:
         """The changes the queue had no room for, oldest first; they are taken once."""

@@ -128,6 +128,10 @@ async def build(cfg: Config) -> Gateway:
             )
         )
     sources: list[Source] = [SerialSource(s, clock, bad) for s in cfg.serial]
+    if cfg.ble.enabled:
+        from gateway.sources.ble import BleSource  # imports bleak: only when BLE is on
+
+        sources.append(BleSource(cfg.ble, health.counters, bad))
     gw = Gateway(cfg, health, outbox, registry, router, ingest, sources, sinks)
     _health_sections(gw)
     return gw

@@ -21,6 +21,7 @@ import pytest
 
 from gateway.config import Config, parse_config
 from gateway.service import Gateway, build, serve
+from gateway.sources.serial import SerialSource
 
 
 def free_port() -> int:
@@ -221,11 +222,12 @@ async def running(cfg: Config) -> AsyncIterator[Gateway]:
 
 
 async def _listening(gw: Gateway) -> None:
-    paths = [s.cfg.path for s in gw.sources if os.path.exists(s.cfg.path)]
-    ports = {p: st for src in gw.sources for p, st in src.ports.items()}
+    serial = [s for s in gw.sources if isinstance(s, SerialSource)]
+    paths = [s.cfg.path for s in serial if os.path.exists(s.cfg.path)]
+    ports = {p: st for src in serial for p, st in src.ports.items()}
     while not all(p in ports and ports[p].open for p in paths):
         await asyncio.sleep(0.01)
-        ports = {p: st for src in gw.sources for p, st in src.ports.items()}
+        ports = {p: st for src in serial for p, st in src.ports.items()}
 
 
 def env_without_coverage() -> dict[str, str]:

@@ -10,10 +10,12 @@ Mosquitto; a subscriber counts what arrives.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from gateway.model import node_hex
@@ -99,3 +101,90 @@ async def test_a_connected_node_s_events_reach_the_subscriber_and_are_acknowledg
     link = health["sources"]["ble:hci0"]["links"][BluezRig.node_address(0)]
     assert link["node"] == node_hex(A) and link["connects"] == 1
     assert not node.node.ring
+
+
+def _statuses(sub: Collector, node: int) -> list[bool]:
+    return [m.json()["online"] for m in sub.where(f"{node_hex(node)}/status")]
+
+
+async def test_a_node_that_drops_and_returns_goes_offline_then_online_and_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    node = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
+    emulated.append(node)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
+    async with running(cfg) as gw:
+        await node.start(rate_hz=10, count=60)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 10)
+        await node.link.stop()  # the node goes away; it keeps detecting events meanwhile
+        await sub.wait_for(lambda: _statuses(sub, A)[-1:] == [False])
+        await asyncio.sleep(1.0)
+        await node.link.start()
+        assert node.task is not None
+        await asyncio.wait_for(node.task, 90)  # everything acknowledged after the return
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 60)
+        link = gw.health.payload()["sources"]["ble:hci0"]["links"][BluezRig.node_address(0)]
+    await sub.stop()
+    keys = [m.json()["key"] for m in sub.where(f"{node_hex(A)}/event")]
+    assert sorted(int(k.split(":")[2]) for k in keys) == list(range(1, 61))  # none twice
+    assert _statuses(sub, A) == [True, False, True]
+    offline = [m.json() for m in sub.where(f"{node_hex(A)}/status") if not m.json()["online"]]
+    assert offline[0]["reason"] == "BLE link lost"
+    assert link["connects"] == 2 and link["drops"] == 1
+
+
+async def test_a_fragmented_window_is_reassembled_and_a_lost_fragment_is_counted(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    node = Emulated(0, SimulatedNode(A, heartbeat_period_s=5, window=True))
+    emulated.append(node)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
+    async with running(cfg) as gw:
+        node.link.drop_fragment = 3  # of the first message: its INFO or first EVENT
+        await node.start(rate_hz=5, count=10)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 1)
+        node.link.drop_fragment = 2  # of the next one
+        assert node.task is not None
+        await asyncio.wait_for(node.task, 60)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 10)
+        counters = dict(gw.health.counters)
+    await sub.stop()
+    events = [m.json() for m in sub.where(f"{node_hex(A)}/event")]
+    assert sorted(e["seq"] for e in events) == list(range(1, 11))
+    assert all(e["window"]["dims"] for e in events)
+    assert counters["ble_bad_fragment"] >= 1
+    assert node.link.notified > 10 * 5  # every window took several notifications
+
+
+async def test_commands_from_both_bridges_reach_a_ble_node(
+    tmp_path: Path, bridges, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    from tests.test_thingsboard import tb_section
+
+    nodered, tb, checker, sub = bridges
+    node = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
+    emulated.append(node)
+    cfg = gateway_config(
+        tmp_path,
+        nodered,
+        [],
+        ble=ble_section(),
+        thingsboard=tb_section(tb, commands=["ping", "set_threshold"]),
+    )
+    async with running(cfg), aiomqtt.Client("127.0.0.1", nodered.port) as client:
+        await node.start(rate_hz=5, count=None)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 3)
+        await client.publish(
+            f"tinyml/gw/{node_hex(A)}/cmd", json.dumps({"id": 7, "method": "ping"}), qos=1
+        )
+        await sub.wait_for(lambda: bool(sub.where(f"{node_hex(A)}/cmd/ack")))
+        answer = await checker.rpc(node_hex(A), "set_threshold", {"threshold": 0.25})
+        await checker.wait_for(lambda: len(checker.telemetry_of(node_hex(A))) >= 3)
+    assert sub.where(f"{node_hex(A)}/cmd/ack")[0].json() == {"id": 7, "ok": True, "status": "ok"}
+    assert answer["ok"] is True
+    assert node.node.threshold == round(0.25 * 65535)
+    assert checker.violations == []

@@ -112,7 +112,9 @@ class _Characteristic(ServiceInterface):
         return self.notifying
 
     @method()
-    def ReadValue(self, options: DBusDict) -> DBusBytes:
+    async def ReadValue(self, options: DBusDict) -> DBusBytes:
+        if self._link.info_delay_s:
+            await asyncio.sleep(self._link.info_delay_s)  # a node that does not answer
         return self._link.read_value(self._uuid, int(options.get("offset", Variant("q", 0)).value))
 
     @method()
@@ -144,6 +146,7 @@ class _Advertisement(ServiceInterface):
         self._name = name
         self._connectable = connectable
         self.manufacturer: bytes | None = None
+        self.company = BLE_COMPANY_ID
         self.appearance = 0
 
     @dbus_property(access=PropertyAccess.READ)
@@ -170,14 +173,14 @@ class _Advertisement(ServiceInterface):
     def ManufacturerData(self) -> _CompanyData:
         if self.manufacturer is None:
             return {}
-        return {BLE_COMPANY_ID: Variant("ay", self.manufacturer)}
+        return {self.company: Variant("ay", self.manufacturer)}
 
     @method()
     def Release(self) -> None:
         pass
 
-    def set_manufacturer(self, data: bytes) -> None:
-        self.manufacturer = data
+    def set_manufacturer(self, data: bytes, company: int = BLE_COMPANY_ID) -> None:
+        self.manufacturer, self.company = data, company
         self.emit_properties_changed({"ManufacturerData": self.ManufacturerData})
 
     def vary(self) -> None:
@@ -215,8 +218,12 @@ class BleNodeLink:
         self.notified = 0  # notifications sent
         self.dropped = 0  # uplink messages dropped while nobody was subscribed
         self.bad_downlink = 0
-        # when set, the next notifications come from here instead (bad-input tests)
+        # what tests make a node do wrong: raw notifications sent after the next message,
+        # a fragment index of the next message that is not sent, a slow INFO read
         self.inject: list[bytes] = []
+        self.drop_fragment: int | None = None
+        self.info_delay_s = 0.0
+        self.varying = True  # False: the advertisement stays as it is (a silent scanner)
 
     # ---- D-Bus side ------------------------------------------------------------
 
@@ -254,7 +261,12 @@ class BleNodeLink:
     async def _keep_varying(self) -> None:
         while True:
             await asyncio.sleep(_VARY_S)
-            self._adv.vary()
+            if self.varying:
+                self._adv.vary()
+
+    def advertise_raw(self, data: bytes, company: int = BLE_COMPANY_ID) -> None:
+        """Puts any bytes in the advertisement's manufacturer data (bad-input tests)."""
+        self._adv.set_manufacturer(data, company)
 
     @property
     def subscribed(self) -> bool:
@@ -282,7 +294,11 @@ class BleNodeLink:
             if self.advertise_only:
                 self._advertise(msg)
             elif self._event.notifying and self._bus is not None:
-                for piece in fragment(msg.raw, next(self._tags), self.att_mtu):
+                pieces = fragment(msg.raw, next(self._tags), self.att_mtu)
+                if self.drop_fragment is not None and self.drop_fragment < len(pieces):
+                    del pieces[self.drop_fragment]
+                    self.drop_fragment = None
+                for piece in pieces:
                     self._event.notify(piece)
                     self.notified += 1
             else:

@@ -44,8 +44,6 @@ TRANSPORT: Final = "ble"
 # messages from notifications waiting for the pipeline; past this the link drops them
 # (the node resends what is not acknowledged)
 _INBOX: Final = 1024
-# the largest ATT MTU the downlink fragments for, whatever the stack reports
-_MAX_MTU: Final = 247
 _ACK: Final = int(MsgType.ACK)
 
 
@@ -257,7 +255,10 @@ class NodeLink:
         self._out_ready.set()
 
     async def _writer(self, client: BleakClient) -> None:
-        mtu = max(BLE_MIN_ATT_MTU, min(_MAX_MTU, client.mtu_size))
+        # Downlink messages are small (an ACK, a command: tens of bytes), so they
+        # go at the minimum ATT MTU: bleak learns the real one only by acquiring a
+        # characteristic's socket, which would take the notifications away from D-Bus.
+        mtu = BLE_MIN_ATT_MTU
         while True:
             await self._out_ready.wait()
             self._out_ready.clear()

@@ -19,6 +19,7 @@ import aiomqtt
 import pytest
 
 from gateway.model import node_hex
+from gateway.protocol import Advert, MsgType, encode_advert, encode_frame
 from gateway.sim.ble_node import BleNodeLink
 from gateway.sim.bluez_rig import BluezRig
 from gateway.sim.link import NodeRunner
@@ -101,6 +102,11 @@ async def test_a_connected_node_s_events_reach_the_subscriber_and_are_acknowledg
     link = health["sources"]["ble:hci0"]["links"][BluezRig.node_address(0)]
     assert link["node"] == node_hex(A) and link["connects"] == 1
     assert not node.node.ring
+
+
+def _advertiser(node_id: int) -> SimulatedNode:
+    """A node that only advertises: nothing acknowledges it, so it never resends."""
+    return SimulatedNode(node_id, heartbeat_period_s=1000, retx_timeout_ms=10**9)
 
 
 def _statuses(sub: Collector, node: int) -> list[bool]:
@@ -188,3 +194,86 @@ async def test_commands_from_both_bridges_reach_a_ble_node(
     assert answer["ok"] is True
     assert node.node.threshold == round(0.25 * 65535)
     assert checker.violations == []
+
+
+async def test_an_advertising_node_s_events_are_decoded_once_and_its_gaps_counted(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    """The emulator reports the advertisement once a second; the node changes it every
+    2.5 s, and in between the scanner hears the same advert again and again."""
+    node = Emulated(0, _advertiser(A), advertise_only=True)
+    emulated.append(node)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
+    async with running(cfg) as gw:
+        await node.start(rate_hz=0.4, count=4)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 4)
+        counters = dict(gw.health.counters)
+        # an advert missed by the scanner (seq 5 never heard) is lost at once, and the
+        # set of seqs above the gap does not grow
+        node.link.write(encode_frame(SimulatedNode(A, seq=5).event(0)))  # seq 6
+        await sub.wait_for(lambda: 6 in _seqs(sub, A))
+        lost = gw.health.counters["events_lost_unheard"]
+        state = gw.registry.get(A).state.seq  # type: ignore[union-attr]
+    await sub.stop()
+    events = [m.json() for m in sub.where(f"{node_hex(A)}/event")]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 6]  # each once
+    assert {e["transport"] for e in events} == {"ble-adv"}
+    assert all(e["uptime_ms"] is None and e["label"] is None for e in events)  # no INFO
+    assert counters["ble_advert_repeats"] >= 4
+    assert lost == 1 and state.contiguous == 6 and not state.above
+
+
+async def test_bad_notifications_and_adverts_are_counted_and_good_nodes_go_on(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated], caplog
+) -> None:
+    good = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
+    bad = Emulated(1, SimulatedNode(B, heartbeat_period_s=1))
+    emulated.extend([good, bad])
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
+    async with running(cfg) as gw:
+        await good.start(rate_hz=10, count=40)
+        await bad.start(rate_hz=10, count=40)
+        await sub.wait_for(lambda: len(_seqs(sub, B)) >= 5)
+        bad.link.inject = [
+            b"\x01",  # shorter than a fragment header
+            b"\x09\x03out of order",  # fragment 3 of a message never started
+            b"\x0a\x80" + b"\xff" * 30,  # a whole message that is not one
+            b"\x0b\x80" + bytes(range(40)),
+        ]
+        await sub.wait_for(lambda: not bad.link.inject)
+        assert good.task is not None and bad.task is not None
+        await asyncio.wait_for(asyncio.gather(good.task, bad.task), 90)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 40 and len(_seqs(sub, B)) >= 40)
+        counters = dict(gw.health.counters)
+        bad_link = gw.health.payload()["sources"]["ble:hci0"]["links"][BluezRig.node_address(1)]
+    await sub.stop()
+    assert _seqs(sub, A) == list(range(1, 41)) and _seqs(sub, B) == list(range(1, 41))
+    assert sum(bad_link["bad"].values()) == 4
+    assert counters["ble_bad_fragment"] >= 2
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback anywhere
+
+
+async def test_adverts_of_wrong_length_or_another_company_are_refused_quietly(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    node = Emulated(0, _advertiser(A), advertise_only=True)
+    emulated.append(node)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
+    async with running(cfg) as gw:
+        await node.link.start()
+        good = encode_advert(Advert(MsgType.EVENT, A, 1, 1, 2, 40000))
+        for data, company in ((good[:-1], 0xFFFF), (good + b"\0", 0xFFFF), (good, 0x004C)):
+            node.link.advertise_raw(data, company)
+            await asyncio.sleep(1.5)  # heard by at least one report of the emulator
+        node.link.advertise_raw(good)
+        await sub.wait_for(lambda: _seqs(sub, A) == [1])
+        counters = dict(gw.health.counters)
+    await sub.stop()
+    assert counters["ble_adverts_bad"] >= 2
+    assert counters["ble_adverts"] == 1

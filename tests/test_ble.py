@@ -19,7 +19,7 @@ import aiomqtt
 import pytest
 
 from gateway.model import node_hex
-from gateway.protocol import Advert, MsgType, encode_advert, encode_frame
+from gateway.protocol import Advert, MsgType, encode_advert, encode_frame, fragment
 from gateway.sim.ble_node import BleNodeLink
 from gateway.sim.bluez_rig import BluezRig
 from gateway.sim.link import NodeRunner
@@ -277,3 +277,158 @@ async def test_adverts_of_wrong_length_or_another_company_are_refused_quietly(
     await sub.stop()
     assert counters["ble_adverts_bad"] >= 2
     assert counters["ble_adverts"] == 1
+
+
+async def test_nodes_beyond_the_connection_slots_wait_their_turn(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    """One slot, two nodes: the second waits (its events stay in its ring) until the
+    first goes away, then all of its events arrive."""
+    first = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
+    second = Emulated(1, SimulatedNode(B, heartbeat_period_s=1, ring_size=200))
+    emulated.extend([first, second])
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(max_connections=1))
+    async with running(cfg) as gw:
+        await first.start(rate_hz=10, count=None)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 3)
+        await second.start(rate_hz=10, count=30)
+
+        def ble() -> dict[str, Any]:
+            return gw.health.payload()["sources"]["ble:hci0"]  # type: ignore[no-any-return]
+
+        await sub.wait_for(lambda: ble()["waiting_for_slot"] == [BluezRig.node_address(1)])
+        assert _seqs(sub, B) == []
+        await first.stop()
+        assert second.task is not None
+        await asyncio.wait_for(second.task, 90)
+        await sub.wait_for(lambda: len(_seqs(sub, B)) >= 30)
+    await sub.stop()
+    assert _seqs(sub, B) == list(range(1, 31))
+
+
+async def test_a_node_that_never_answers_its_info_read_is_retried_not_fatal(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    mute = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
+    good = Emulated(1, SimulatedNode(B, heartbeat_period_s=1))
+    emulated.extend([mute, good])
+    mute.link.info_delay_s = 3600
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(call_timeout_s=1.0))
+    async with running(cfg) as gw:
+        await mute.start(rate_hz=5, count=None)
+        await good.start(rate_hz=10, count=20)
+        assert good.task is not None
+        await asyncio.wait_for(good.task, 60)
+        await sub.wait_for(lambda: gw.health.counters["ble_connect_failures"] >= 2)
+        link = gw.health.payload()["sources"]["ble:hci0"]["links"][BluezRig.node_address(0)]
+    await sub.stop()
+    assert _seqs(sub, B) == list(range(1, 21))
+    assert _seqs(sub, A) == []
+    assert "INFO read did not answer" in link["last_error"]
+
+
+async def test_a_keyed_ble_node_s_forged_frames_are_refused(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    key = bytes(range(32))
+    node = Emulated(0, SimulatedNode(A, heartbeat_period_s=1, key=key))
+    emulated.append(node)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    nodes = {node_hex(A): {"key": key.hex()}}
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(), nodes=nodes)
+    async with running(cfg) as gw:
+        await node.start(rate_hz=10, count=20)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 3)
+        forger = SimulatedNode(A, seq=100, key=key[::-1])
+        node.link.inject = fragment(forger.event(5), 200, 23)
+        assert node.task is not None
+        await asyncio.wait_for(node.task, 60)
+        await sub.wait_for(lambda: len(_seqs(sub, A)) >= 20)
+        counters = dict(gw.health.counters)
+    await sub.stop()
+    assert _seqs(sub, A) == list(range(1, 21))
+    assert counters["rejected_unauthenticated"] == 1
+
+
+async def test_a_silent_scanner_is_restarted_and_hears_again(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    node = Emulated(0, _advertiser(A), advertise_only=True)
+    emulated.append(node)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(scanner_silence_s=1.5))
+    async with running(cfg) as gw:
+        await node.start(rate_hz=0.5, count=1)
+        await sub.wait_for(lambda: _seqs(sub, A) == [1])
+        node.link.varying = False  # nothing on the air changes: the scanner hears nothing
+
+        def scanner() -> dict[str, Any]:
+            return gw.health.payload()["sources"]["ble:hci0"]  # type: ignore[no-any-return]
+
+        await sub.wait_for(lambda: scanner()["restarts"] >= 1)
+        node.link.varying = True
+        node.link.write(encode_frame(SimulatedNode(A, seq=1).event(0)))  # seq 2
+        await sub.wait_for(lambda: _seqs(sub, A) == [1, 2])
+        assert scanner()["scanning"]
+    await sub.stop()
+
+
+async def test_discovery_that_cannot_start_is_retried_and_the_adapter_reset(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, caplog
+) -> None:
+    """An adapter BlueZ does not have: every start fails for real (bleak over D-Bus)."""
+    section = ble_section(adapter="hci9", adapter_reset_after=2, backoff_max_s=0.2)
+    cfg = gateway_config(tmp_path, mosquitto, [], ble=section)
+    async with running(cfg) as gw:
+
+        def scanner() -> dict[str, Any]:
+            return gw.health.payload()["sources"]["ble:hci9"]  # type: ignore[no-any-return]
+
+        while scanner()["adapter_resets"] < 2:
+            await asyncio.sleep(0.1)
+        assert scanner()["failures"] >= 4 and not scanner()["scanning"]
+        assert gw.health.payload()["online"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_an_adapter_reset_powers_it_off_and_on(rig: BluezRig) -> None:
+    from dbus_fast import BusType, Message
+    from dbus_fast.aio import MessageBus
+
+    from gateway.config import BleSection
+    from gateway.sources.ble.scan import Scanner
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    powered: list[bool] = []
+
+    def changed(msg: Message) -> None:
+        if msg.member == "PropertiesChanged" and msg.path == "/org/bluez/hci0":
+            value = msg.body[1].get("Powered")
+            if value is not None:
+                powered.append(value.value)
+
+    bus.add_message_handler(changed)
+    await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=["type='signal',path='/org/bluez/hci0'"],
+        )
+    )
+    scanner = Scanner(BleSection(enabled=True), lambda d, a: None)
+    await scanner._reset_adapter()
+    deadline = asyncio.get_running_loop().time() + 10
+    while powered != [False, True] and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    bus.disconnect()
+    assert powered == [False, True]
+    assert scanner.adapter_resets == 1 and scanner.last_error is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from gateway.sim.ble_node import BleNodeLink
 from gateway.sim.bluez_rig import BluezRig
 from gateway.sim.link import NodeRunner
 from gateway.sim.node import SimulatedNode
-from tests.peers import Collector, Mosquitto, gateway_config, running
+from tests.peers import Collector, Mosquitto, config_data, gateway_config, running, toml_text
 
 A, B = 0xB1E0, 0xB1E1
 
@@ -432,3 +433,38 @@ async def test_an_adapter_reset_powers_it_off_and_on(rig: BluezRig) -> None:
     bus.disconnect()
     assert powered == [False, True]
     assert scanner.adapter_resets == 1 and scanner.last_error is None
+
+
+async def test_sigkill_while_a_ble_node_sends_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+) -> None:
+    from tests.test_no_loss import _spawn, distinct
+
+    node = Emulated(0, SimulatedNode(A, heartbeat_period_s=1, ring_size=2000, retx_timeout_ms=1000))
+    emulated.append(node)
+    data = config_data(tmp_path, mosquitto, [], ble=ble_section(), log={"level": "warning"})
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml_text(data))
+    log = tmp_path / "gateway.log"
+    sub = Collector(mosquitto, "tinyml/gw/#", client_id="ble-kill-subscriber")
+    await sub.start()
+    proc = _spawn(config, log)  # the rig's bus is in this process's environment
+    try:
+        await node.start(rate_hz=40, count=400)
+        for _ in range(4):
+            before = len(distinct(sub.messages))
+            await sub.wait_for(lambda: len(distinct(sub.messages)) > before + 20)  # noqa: B023
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc = _spawn(config, log)
+        assert node.task is not None
+        await asyncio.wait_for(node.task, 180)
+        await sub.wait_for(lambda: len(distinct(sub.messages)) >= 400, timeout=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()[-3000:]
+        await sub.stop()
+    got = distinct(sub.messages)
+    assert sorted(seq for (_, _, seq) in got) == list(range(1, 401))
+    assert node.node.dropped == 0 and not node.node.ring
+    assert "Traceback" not in log.read_text()

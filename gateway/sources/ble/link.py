@@ -24,7 +24,7 @@ from typing import Any, Final
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
-from bleak_retry_connector import establish_connection
+from bleak_retry_connector import close_stale_connections, establish_connection
 
 from gateway.logs import BadInput
 from gateway.model import Inbound, node_hex
@@ -163,6 +163,10 @@ class NodeLink:
         def on_disconnect(_: BleakClient) -> None:
             self._lost.set()
 
+        # A link BlueZ still holds with no session of ours on it (the gateway was killed,
+        # say) is stale: BlueZ keeps links across its clients' lives, but not their
+        # notification sessions. Closing it first gives the node a clean session.
+        await self._call(close_stale_connections(self.device), "closing a stale link")
         async with asyncio.timeout(self._connect_timeout_s * 4):  # establish retries
             client: BleakClient = await establish_connection(
                 BleakClient,

@@ -468,3 +468,45 @@ async def test_sigkill_while_a_ble_node_sends_loses_nothing(
     assert sorted(seq for (_, _, seq) in got) == list(range(1, 401))
     assert node.node.dropped == 0 and not node.node.ring
     assert "Traceback" not in log.read_text()
+
+
+async def test_rssi_of_real_advertisement_data_reaches_both_payloads(
+    tmp_path: Path, bridges, rig: BluezRig
+) -> None:
+    """The emulator reports RSSI 0; bleak's own AdvertisementData objects carry real values
+    into the source's callback, as BlueZ's would."""
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+    from gateway.sources.ble import BleSource
+    from tests.test_thingsboard import tb_section
+
+    nodered, tb, checker, sub = bridges
+    cfg = gateway_config(
+        tmp_path,
+        nodered,
+        [],
+        ble=ble_section(),
+        thingsboard=tb_section(tb, telemetry_fields=["rssi", "battery_mv"]),
+    )
+    async with running(cfg) as gw:
+        source = next(s for s in gw.sources if isinstance(s, BleSource))
+        for rssi, battery in ((-71, 2900), (-64, 2800)):
+            hb = encode_advert(
+                Advert(MsgType.HEARTBEAT, A, 1, 0, battery_mv=battery, temperature_c=21)
+            )
+            adv = AdvertisementData("n", {0xFFFF: hb}, {}, [], None, rssi, ())
+            source._seen(BLEDevice("00:AA:77:00:00:01", "n", {}), adv)
+            await sub.wait_for(
+                lambda b=battery: any(
+                    m.json().get("battery_mv") == b for m in sub.where("/heartbeat")
+                )
+            )
+        await checker.wait_for(lambda: len(checker.telemetry_of(node_hex(A))) >= 2)
+    beats = [m.json() for m in sub.where(f"{node_hex(A)}/heartbeat")]
+    assert [(b["rssi"], b["battery_mv"], b["temperature_c"]) for b in beats] == [
+        (-71, 2900, 21.0),
+        (-64, 2800, 21.0),
+    ]
+    assert [v["rssi"] for _, v in checker.telemetry_of(node_hex(A))] == [-71, -64]
+    assert checker.violations == []

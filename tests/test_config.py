@@ -260,3 +260,44 @@ def test_a_data_dir_the_user_cannot_write_fails_the_check(tmp_path: Path) -> Non
     assert field == "gateway.data_dir"
     assert "cannot be written by nobody (uid 65534)" in message
     assert "chown or chmod" in hint
+
+
+def test_ble_without_the_ble_extra_exits_78_naming_it(tmp_path: Path) -> None:
+    """bleak hidden from the import system, as on a machine without the extra."""
+    cfg = tmp_path / "ble.toml"
+    cfg.write_text(f'[gateway]\ndata_dir = "{tmp_path}"\n[ble]\nenabled = true\n')
+    hide = (
+        "import importlib.util as u, sys; real = u.find_spec; "
+        "u.find_spec = lambda n, *a: None if n.split('.')[0] == 'bleak' else real(n, *a); "
+        "from gateway.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    for command in ("check-config", "run"):
+        args = [command, str(cfg)] if command == "check-config" else [command, "-c", str(cfg)]
+        r = subprocess.run(
+            [sys.executable, "-c", hide, *args], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 78, r.stderr
+        assert "ble.enabled" in r.stderr and "tinyml-gateway[ble]" in r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_a_configuration_without_ble_never_imports_bleak(tmp_path: Path) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from gateway.config import parse_config\n"
+        "from gateway.service import build\n"
+        f"cfg = parse_config({{'gateway': {{'data_dir': {str(tmp_path)!r}}}, "
+        "'mqtt': {'enabled': False}})\n"
+        "gw = asyncio.run(build(cfg))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('bleak', 'dbus_fast')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_bad_ble_options_name_their_fields() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"ble": {"adapter": "bluetooth0", "allow": [" "], "max_connections": -1}})
+    fields = {p[0] for p in info.value.problems}
+    assert fields == {"ble.adapter", "ble.allow", "ble.max_connections"}

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--data-dir", type=Path, default=None)
     demo.add_argument("--plain", action="store_true", help="log lines instead of the live view")
+    demo.add_argument(
+        "--ble",
+        action="store_true",
+        help="one more node over BLE, on an emulated BlueZ (scripts/setup.sh demo-ble)",
+    )
     sim = sub.add_parser("simulate", help="simulated nodes on a pseudo-terminal or serial port")
     where = sim.add_mutually_exclusive_group()
     where.add_argument("--pty", action="store_true", help="create a pseudo-terminal (default)")

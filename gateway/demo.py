@@ -5,6 +5,9 @@ them through its serial source, stores events in its outbox and publishes them
 to an MQTT broker (an embedded one unless ``--broker`` names one). A live view
 subscribes like Node-RED would and shows what arrives; every 20 s it sends a
 ``ping`` command to a node through the cmd topic and shows the answer.
+
+With ``--ble`` one more node talks BLE: an emulated BlueZ on a private D-Bus
+(gateway/sim/bluez_rig.py) carries it to the gateway's BLE source through bleak.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -28,7 +32,7 @@ from typing import Any
 import aiomqtt
 
 from gateway.config import Config, parse_config
-from gateway.errors import MissingExtraError
+from gateway.errors import GatewayError, MissingExtraError
 from gateway.logs import setup_logging
 from gateway.model import node_hex
 from gateway.service import Gateway, build, install_signals, serve
@@ -94,6 +98,9 @@ async def _start_broker(port: int) -> Any:
     return broker
 
 
+BLE_NODE_ID = 0xA1B2C3D4E5F6B1E0
+
+
 def _config(
     data_dir: Path,
     host: str,
@@ -101,11 +108,13 @@ def _config(
     protocol: str,
     links: list[FdLink],
     nodes: list[SimulatedNode],
+    ble: bool,
 ) -> Config:
     return parse_config(
         {
             "gateway": {"id": GATEWAY_ID, "data_dir": str(data_dir)},
             "serial": [{"path": link.path} for link in links],
+            "ble": {"enabled": ble, "backoff_max_s": 5.0},
             "nodes": {
                 node_hex(n.node_id): {"name": NAMES[i % len(NAMES)], "group": "hall-a"}
                 for i, n in enumerate(nodes)
@@ -271,11 +280,14 @@ async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> No
         links = [open_pty() for _ in range(min(2, len(nodes)))]
         for link in links:
             stack.callback(link.close)
-        runners = [
+        runners: list[NodeRunner] = [
             NodeRunner(link, nodes[i :: len(links)], rate_hz=args.rate)
             for i, link in enumerate(links)
         ]
-        gw = await build(_config(data_dir, host, port, protocol, links, nodes))
+        if args.ble:
+            runners.append(await _ble_node(stack, args.rate))
+            nodes.append(runners[-1].nodes[BLE_NODE_ID])
+        gw = await build(_config(data_dir, host, port, protocol, links, nodes, args.ble))
         stack.callback(install_signals(gw.stop))
         view = View()
         stack.callback(lambda: out.say(_summary(view, gw, runners)))
@@ -307,6 +319,30 @@ async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> No
             await asyncio.gather(*tasks[1:], return_exceptions=True)
 
 
+async def _ble_node(stack: contextlib.AsyncExitStack, rate_hz: float) -> NodeRunner:
+    """The rig, and one emulated BLE node on it (the ``demo-ble`` setup installs both)."""
+    for module, extra in (("bleak", "ble"), ("bluezoo", "blerig")):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError("demo --ble", extra)
+    from gateway.sim.ble_node import BleNodeLink
+    from gateway.sim.bluez_rig import BluezRig, RigError
+
+    try:
+        stack.enter_context(BluezRig(nodes=1))
+    except RigError as exc:
+        raise GatewayError(f"demo --ble: {exc}: run scripts/setup.sh demo-ble") from None
+    # the emulated BlueZ has no bluetoothctl to ask its version, and it stops before this
+    # process ends: bleak would warn of both
+    logging.getLogger("bleak.backends.bluezdbus.version").setLevel(logging.ERROR)
+    quiet = logging.getLogger("bleak.backends.bluezdbus.manager")
+    stack.callback(quiet.setLevel, logging.ERROR)
+    link = BleNodeLink(BluezRig.node_adapter(0), name="ble-sensor")
+    await link.start()
+    stack.push_async_callback(link.stop)
+    node = SimulatedNode(BLE_NODE_ID, boot_id=1, heartbeat_period_s=5)
+    return NodeRunner(link, [node], rate_hz=rate_hz)
+
+
 async def _stop_broker(broker: Any) -> None:
     with contextlib.suppress(Exception):  # amqtt's own shutdown errors are not the demo's
         await broker.shutdown()
@@ -317,7 +353,7 @@ def run_demo(args: argparse.Namespace) -> int:
     setup_logging("warning" if live else "info")
     try:
         asyncio.run(_demo(args))
-    except MissingExtraError as exc:
+    except GatewayError as exc:  # a missing extra, or the BLE rig cannot start
         print(exc, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

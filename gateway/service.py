@@ -211,7 +211,7 @@ async def _announce_ready(gw: Gateway, t0: float) -> None:
     gw.ready.set()
     notify("READY=1\nSTATUS=running")
     log.info(
-        "ready in %.0f ms: %d serial source(s), %d sink(s)",
+        "ready in %.0f ms: %d source(s), %d sink(s)",
         gw.ready_s * 1000,
         len(gw.sources),
         len(gw.sinks),

@@ -70,3 +70,19 @@ def test_a_reader_that_goes_away_is_not_an_error(tmp_path: Path) -> None:
     assert proc.wait(60) == 0, err[-2000:]
     assert "Traceback" not in err and "BrokenPipeError" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_ble_demo_adds_a_node_over_the_emulated_bluez(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway", "demo", "--ble", "--port", "0", "--nodes", "1"]
+        + ["--rate", "5", "--duration", "8", "--plain"],
+        cwd=ROOT,
+        env={**env_without_coverage(), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ble: node a1b2c3d4e5f6b1e0 connected" in r.stderr
+    assert "Traceback" not in r.stderr and "WARNING" not in r.stderr
+    assert list(tmp_path.iterdir()) == []  # its data folder and the rig's are gone

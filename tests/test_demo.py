@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.peers import env_without_coverage
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO = (sys.executable, "-m", "gateway", "demo")
 
 
 def _start(tmp: Path) -> subprocess.Popen[bytes]:
@@ -74,8 +75,19 @@ def test_a_reader_that_goes_away_is_not_an_error(tmp_path: Path) -> None:
 
 def test_the_ble_demo_adds_a_node_over_the_emulated_bluez(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--ble", "--port", "0", "--nodes", "1"]
-        + ["--rate", "5", "--duration", "8", "--plain"],
+        [
+            *DEMO,
+            "--ble",
+            "--port",
+            "0",
+            "--nodes",
+            "1",
+            "--rate",
+            "5",
+            "--duration",
+            "8",
+            "--plain",
+        ],
         cwd=ROOT,
         env={**env_without_coverage(), "TMPDIR": str(tmp_path)},
         capture_output=True,

@@ -16,6 +16,7 @@ advertisement's manufacturer data (6.3), everything else is dropped.
 # No "from __future__ import annotations": dbus-fast reads the D-Bus signatures from
 # the annotations at class creation, and takes a string "None" for a type.
 import asyncio
+import collections
 import contextlib
 import itertools
 from typing import Annotated, Any, Final
@@ -199,8 +200,16 @@ class BleNodeLink:
         advertise_only: bool = False,
         att_mtu: int = 23,
         key: bytes | None = None,
+        notifications_per_s: int = 2000,
     ) -> None:
         self.path = adapter
+        # A radio paces notifications (a few per connection interval); sent unpaced,
+        # thousands at once fill the D-Bus socket, and dbus-fast drops the connection
+        # on the EAGAIN. The link sends at most this many per second.
+        self.notifications_per_s = notifications_per_s
+        self._air: collections.deque[bytes] = collections.deque()
+        self._air_ready = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
         self.advertise_only = advertise_only
         self.att_mtu = att_mtu
         self._key = key
@@ -244,19 +253,40 @@ class BleNodeLink:
         adverts: Any = proxy.get_interface("org.bluez.LEAdvertisingManager1")
         await adverts.call_register_advertisement(_ADV, {})
         self._vary = asyncio.create_task(self._keep_varying())
+        self._sender = asyncio.create_task(self._send_paced())
 
     async def stop(self) -> None:
         """The node goes away: its D-Bus connection closes, and with it its service."""
-        if self._vary is not None:
-            self._vary.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._vary
+        for task in (self._vary, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._air.clear()
         if self._bus is not None:
             self._bus.disconnect()
             with contextlib.suppress(Exception):
                 await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
             self._bus = None
         self._event.notifying = False
+
+    async def _send_paced(self) -> None:
+        per_tick = max(1, self.notifications_per_s // 100)
+        while True:
+            await self._air_ready.wait()
+            self._air_ready.clear()
+            while self._air:
+                for _ in range(min(per_tick, len(self._air))):
+                    if not self._event.notifying:
+                        self._air.clear()  # nobody subscribed: lost on the air
+                        break
+                    self._event.notify(self._air.popleft())
+                    self.notified += 1
+                await asyncio.sleep(0.01)
+
+    def _on_air(self, pieces: list[bytes]) -> None:
+        self._air.extend(pieces)
+        self._air_ready.set()
 
     async def _keep_varying(self) -> None:
         while True:
@@ -298,13 +328,12 @@ class BleNodeLink:
                 if self.drop_fragment is not None and self.drop_fragment < len(pieces):
                     del pieces[self.drop_fragment]
                     self.drop_fragment = None
-                for piece in pieces:
-                    self._event.notify(piece)
-                    self.notified += 1
+                self._on_air(pieces)
             else:
                 self.dropped += 1
-        while self.inject and self._event.notifying:
-            self._event.notify(self.inject.pop(0))
+        if self.inject and self._event.notifying:
+            self._on_air(self.inject)
+            self.inject = []
 
     def _advertise(self, msg: Message) -> None:
         h = msg.header

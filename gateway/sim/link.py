@@ -150,13 +150,15 @@ class NodeRunner:
         self.link.write(bytes(out))
         last_hb = dict.fromkeys(self.nodes, 0.0)
         start = time.monotonic()
+        # a node that already sent events (an earlier runner) goes on from there
+        base = {node_id: node.seq for node_id, node in self.nodes.items()}
         while not (until_acked and self.done):
             await asyncio.sleep(self.tick_s)
             now = time.monotonic()
             out.clear()
             for node in self.nodes.values():
                 up = self.uptime_ms(node)
-                target = int((now - start) * self.rate_hz)
+                target = base[node.node_id] + int((now - start) * self.rate_hz)
                 if self.count is not None:
                     target = min(target, self.count)
                 while node.seq < target:

@@ -91,9 +91,21 @@ class BleSource:
 
     # ---- what the scanner hears --------------------------------------------------
 
-    def _seen(self, device: BLEDevice, adv: AdvertisementData) -> None:
+    def _seen(self, device: BLEDevice, adv: AdvertisementData) -> bool:
+        """One report of the scanner; False when it was no advertisement.
+
+        bleak reports every change of a device's BlueZ properties as an advertisement,
+        including those our own connection attempts cause (Connected, ServicesResolved).
+        While a node has a session or an attempt under way, its reports say nothing
+        about whether it is on the air: they neither keep it "heard" nor feed the
+        scanner's watchdog.
+        """
         address = device.address.upper()
-        self._devices[address] = (device, time.monotonic())
+        link = self.links.get(address)
+        busy = link is not None and link.busy
+        known = self._devices.get(address)
+        heard = known[1] if busy and known is not None else time.monotonic()
+        self._devices[address] = (device, heard)
         if adv.rssi is not None:
             self._rssi[address] = adv.rssi
             link = self.links.get(address)
@@ -118,6 +130,7 @@ class BleSource:
             self._tasks[address] = asyncio.create_task(
                 self._keep_connected(address, device_ok is True), name=f"ble link {address}"
             )
+        return not busy
 
     def _device_allowed(self, address: str, name: str | None) -> bool | None:
         """True: allowed; False: not; None: only its node id (once known) can allow it."""

@@ -45,6 +45,7 @@ TRANSPORT: Final = "ble"
 # (the node resends what is not acknowledged)
 _INBOX: Final = 1024
 _ACK: Final = int(MsgType.ACK)
+_SETTLE_S: Final = 2.0
 
 
 class LinkLost(Exception):
@@ -90,6 +91,8 @@ class NodeLink:
         self.stats = LinkStats()
         self.node_id: int | None = None
         self.connected = False
+        self._in_session = False
+        self._quiet_after = 0.0  # monotonic s: BlueZ reports the session's end until then
         self._client: BleakClient | None = None
         self._lost: asyncio.Event = asyncio.Event()
         self._inbox: asyncio.Queue[Inbound] = asyncio.Queue(_INBOX)
@@ -123,6 +126,20 @@ class NodeLink:
         """
         self._lost.clear()
         self._reassembler = Reassembler()
+        self._in_session = True
+        try:
+            await self._session(allowed)
+        finally:
+            self._in_session = False
+            self._quiet_after = time.monotonic() + _SETTLE_S
+
+    @property
+    def busy(self) -> bool:
+        """A session or an attempt is under way, or has just ended: what BlueZ reports of
+        the device now is our own doing, not the node's advertising."""
+        return self._in_session or time.monotonic() < self._quiet_after
+
+    async def _session(self, allowed: Any) -> None:
         client = await self._connect()
         tasks: list[asyncio.Task[None]] = []
         try:

@@ -26,7 +26,8 @@ from gateway.config import BleSection
 
 log = logging.getLogger(__name__)
 
-Seen = Callable[[BLEDevice, AdvertisementData], None]
+Seen = Callable[[BLEDevice, AdvertisementData], bool]
+"""Handles one report; False when it was no advertisement (see BleSource._seen)."""
 _CHECK_MAX_S: Final = 10.0
 
 
@@ -52,8 +53,8 @@ class Scanner:
         }
 
     def _callback(self, device: BLEDevice, adv: AdvertisementData) -> None:
-        self.last_heard = time.monotonic()
-        self._seen(device, adv)
+        if self._seen(device, adv):
+            self.last_heard = time.monotonic()
 
     async def run(self) -> None:
         failed_in_a_row = 0

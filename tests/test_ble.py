@@ -510,3 +510,16 @@ async def test_rssi_of_real_advertisement_data_reaches_both_payloads(
     ]
     assert [v["rssi"] for _, v in checker.telemetry_of(node_hex(A))] == [-71, -64]
     assert checker.violations == []
+
+
+def test_passive_scanning_gives_bleak_the_patterns_bluez_needs() -> None:
+    """BlueZ scans passively only through an advertisement monitor; bleak refuses passive
+    mode without patterns. (The emulator has no monitor: this stops at bleak.)"""
+    from bleak import BleakScanner
+
+    from gateway.config import BleSection
+    from gateway.sources.ble.scan import Scanner
+
+    args = Scanner(BleSection(enabled=True, scanning="passive"), lambda d, a: True)._bluez_args()
+    BleakScanner(lambda d, a: None, scanning_mode="passive", bluez=args)  # raises without them
+    assert {p.ad_data_type for p in args["or_patterns"]} == {0xFF, 0x06, 0x07}

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid as uuid_module
 from collections.abc import Callable
 from typing import Any, Final
 
 from bleak import BleakScanner
+from bleak.args.bluez import BlueZScannerArgs, OrPattern
+from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from dbus_fast import BusType, Variant
@@ -23,6 +26,7 @@ from dbus_fast.aio import MessageBus
 
 from gateway.backoff import backoff_s
 from gateway.config import BleSection
+from gateway.protocol.constants import BLE_SERVICE_UUID
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +64,7 @@ class Scanner:
         failed_in_a_row = 0
         while True:
             scanner = BleakScanner(
-                self._callback,
-                scanning_mode=self._cfg.scanning,
-                bluez={"adapter": self._cfg.adapter},
+                self._callback, scanning_mode=self._cfg.scanning, bluez=self._bluez_args()
             )
             try:
                 await self._bounded(scanner.start(), "start discovery")
@@ -96,6 +98,19 @@ class Scanner:
                 except Exception as exc:  # noqa: BLE001 - a scanner that will not stop is replaced
                     self.failures += 1
                     self.last_error = f"stop: {exc!r}"
+
+    def _bluez_args(self) -> BlueZScannerArgs:
+        args: BlueZScannerArgs = {"adapter": self._cfg.adapter}
+        if self._cfg.scanning == "passive":
+            # BlueZ scans passively only through an advertisement monitor, which matches
+            # patterns: the protocol's company id, and its service UUID (little-endian)
+            uuid = uuid_module.UUID(BLE_SERVICE_UUID).bytes[::-1]
+            args["or_patterns"] = [
+                OrPattern(0, AdvertisementDataType.MANUFACTURER_SPECIFIC_DATA, b"\xff\xff"),
+                OrPattern(0, AdvertisementDataType.COMPLETE_LIST_SERVICE_UUID128, uuid),
+                OrPattern(0, AdvertisementDataType.INCOMPLETE_LIST_SERVICE_UUID128, uuid),
+            ]
+        return args
 
     async def _watch(self) -> None:
         """Returns when the scanner has been silent for too long."""

@@ -175,7 +175,7 @@ def start_gateway(
     data["gateway"]["id"] = "bench"
     data["outbox"] = {}  # the product's defaults, not the tests' short commit interval
     data["log"] = {"level": "warning"}
-    data.setdefault("health", {})["interval_s"] = sections.get("health", {}).get("interval_s", 30)
+    data["health"] = {"interval_s": 30, **sections.get("health", {})}
     cfg = tmp / "gateway.toml"
     cfg.write_text(toml_text(data))
     sock_path = tmp / "notify.sock"

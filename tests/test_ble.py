@@ -69,6 +69,15 @@ class Emulated:
 
 
 @pytest.fixture
+async def sub(mosquitto: Mosquitto) -> AsyncIterator[Collector]:
+    """A subscriber on everything the gateway publishes, as a Node-RED flow would be."""
+    collector = Collector(mosquitto, "tinyml/gw/#")
+    await collector.start()
+    yield collector
+    await collector.stop()
+
+
+@pytest.fixture
 async def emulated() -> AsyncIterator[list[Emulated]]:
     made: list[Emulated] = []
     yield made
@@ -81,12 +90,10 @@ def _seqs(sub: Collector, node: int) -> list[int]:
 
 
 async def test_a_connected_node_s_events_reach_the_subscriber_and_are_acknowledged(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     node = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
     emulated.append(node)
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
     async with running(cfg) as gw:
         await node.start(rate_hz=10, count=30)
@@ -94,7 +101,6 @@ async def test_a_connected_node_s_events_reach_the_subscriber_and_are_acknowledg
         await asyncio.wait_for(node.task, 60)  # every event acknowledged over BLE
         await sub.wait_for(lambda: len(_seqs(sub, A)) >= 30)
         health = gw.health.payload()
-    await sub.stop()
     assert _seqs(sub, A) == list(range(1, 31))
     events = [m.json() for m in sub.where(f"{node_hex(A)}/event")]
     assert {e["transport"] for e in events} == {"ble"}
@@ -115,12 +121,10 @@ def _statuses(sub: Collector, node: int) -> list[bool]:
 
 
 async def test_a_node_that_drops_and_returns_goes_offline_then_online_and_loses_nothing(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     node = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
     emulated.append(node)
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
     async with running(cfg) as gw:
         await node.start(rate_hz=10, count=60)
@@ -133,7 +137,6 @@ async def test_a_node_that_drops_and_returns_goes_offline_then_online_and_loses_
         await asyncio.wait_for(node.task, 90)  # everything acknowledged after the return
         await sub.wait_for(lambda: len(_seqs(sub, A)) >= 60)
         link = gw.health.payload()["sources"]["ble:hci0"]["links"][BluezRig.node_address(0)]
-    await sub.stop()
     keys = [m.json()["key"] for m in sub.where(f"{node_hex(A)}/event")]
     assert sorted(int(k.split(":")[2]) for k in keys) == list(range(1, 61))  # none twice
     assert _statuses(sub, A) == [True, False, True]
@@ -143,12 +146,10 @@ async def test_a_node_that_drops_and_returns_goes_offline_then_online_and_loses_
 
 
 async def test_a_fragmented_window_is_reassembled_and_a_lost_fragment_is_counted(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     node = Emulated(0, SimulatedNode(A, heartbeat_period_s=5, window=True))
     emulated.append(node)
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
     async with running(cfg) as gw:
         node.link.drop_fragment = 3  # of the first message: its INFO or first EVENT
@@ -159,7 +160,6 @@ async def test_a_fragmented_window_is_reassembled_and_a_lost_fragment_is_counted
         await asyncio.wait_for(node.task, 60)
         await sub.wait_for(lambda: len(_seqs(sub, A)) >= 10)
         counters = dict(gw.health.counters)
-    await sub.stop()
     events = [m.json() for m in sub.where(f"{node_hex(A)}/event")]
     assert sorted(e["seq"] for e in events) == list(range(1, 11))
     assert all(e["window"]["dims"] for e in events)
@@ -198,14 +198,12 @@ async def test_commands_from_both_bridges_reach_a_ble_node(
 
 
 async def test_an_advertising_node_s_events_are_decoded_once_and_its_gaps_counted(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     """The emulator reports the advertisement once a second; the node changes it every
     2.5 s, and in between the scanner hears the same advert again and again."""
     node = Emulated(0, _advertiser(A), advertise_only=True)
     emulated.append(node)
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
     async with running(cfg) as gw:
         await node.start(rate_hz=0.4, count=4)
@@ -217,7 +215,6 @@ async def test_an_advertising_node_s_events_are_decoded_once_and_its_gaps_counte
         await sub.wait_for(lambda: 6 in _seqs(sub, A))
         lost = gw.health.counters["events_lost_unheard"]
         state = gw.registry.get(A).state.seq  # type: ignore[union-attr]
-    await sub.stop()
     events = [m.json() for m in sub.where(f"{node_hex(A)}/event")]
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 6]  # each once
     assert {e["transport"] for e in events} == {"ble-adv"}
@@ -227,13 +224,16 @@ async def test_an_advertising_node_s_events_are_decoded_once_and_its_gaps_counte
 
 
 async def test_bad_notifications_and_adverts_are_counted_and_good_nodes_go_on(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated], caplog
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    sub: Collector,
+    rig: BluezRig,
+    emulated: list[Emulated],
+    caplog,
 ) -> None:
     good = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
     bad = Emulated(1, SimulatedNode(B, heartbeat_period_s=1))
     emulated.extend([good, bad])
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
     async with running(cfg) as gw:
         await good.start(rate_hz=10, count=40)
@@ -251,7 +251,6 @@ async def test_bad_notifications_and_adverts_are_counted_and_good_nodes_go_on(
         await sub.wait_for(lambda: len(_seqs(sub, A)) >= 40 and len(_seqs(sub, B)) >= 40)
         counters = dict(gw.health.counters)
         bad_link = gw.health.payload()["sources"]["ble:hci0"]["links"][BluezRig.node_address(1)]
-    await sub.stop()
     assert _seqs(sub, A) == list(range(1, 41)) and _seqs(sub, B) == list(range(1, 41))
     assert sum(bad_link["bad"].values()) == 4
     assert counters["ble_bad_fragment"] >= 2
@@ -259,12 +258,10 @@ async def test_bad_notifications_and_adverts_are_counted_and_good_nodes_go_on(
 
 
 async def test_adverts_of_wrong_length_or_another_company_are_refused_quietly(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     node = Emulated(0, _advertiser(A), advertise_only=True)
     emulated.append(node)
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section())
     async with running(cfg) as gw:
         await node.link.start()
@@ -275,21 +272,18 @@ async def test_adverts_of_wrong_length_or_another_company_are_refused_quietly(
         node.link.advertise_raw(good)
         await sub.wait_for(lambda: _seqs(sub, A) == [1])
         counters = dict(gw.health.counters)
-    await sub.stop()
     assert counters["ble_adverts_bad"] >= 2
     assert counters["ble_adverts"] == 1
 
 
 async def test_nodes_beyond_the_connection_slots_wait_their_turn(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     """One slot, two nodes: the second waits (its events stay in its ring) until the
     first goes away, then all of its events arrive."""
     first = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
     second = Emulated(1, SimulatedNode(B, heartbeat_period_s=1, ring_size=200))
     emulated.extend([first, second])
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(max_connections=1))
     async with running(cfg) as gw:
         await first.start(rate_hz=10, count=None)
@@ -305,19 +299,16 @@ async def test_nodes_beyond_the_connection_slots_wait_their_turn(
         assert second.task is not None
         await asyncio.wait_for(second.task, 90)
         await sub.wait_for(lambda: len(_seqs(sub, B)) >= 30)
-    await sub.stop()
     assert _seqs(sub, B) == list(range(1, 31))
 
 
 async def test_a_node_that_never_answers_its_info_read_is_retried_not_fatal(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     mute = Emulated(0, SimulatedNode(A, heartbeat_period_s=1))
     good = Emulated(1, SimulatedNode(B, heartbeat_period_s=1))
     emulated.extend([mute, good])
     mute.link.info_delay_s = 3600
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(call_timeout_s=1.0))
     async with running(cfg) as gw:
         await mute.start(rate_hz=5, count=None)
@@ -326,20 +317,17 @@ async def test_a_node_that_never_answers_its_info_read_is_retried_not_fatal(
         await asyncio.wait_for(good.task, 60)
         await sub.wait_for(lambda: gw.health.counters["ble_connect_failures"] >= 2)
         link = gw.health.payload()["sources"]["ble:hci0"]["links"][BluezRig.node_address(0)]
-    await sub.stop()
     assert _seqs(sub, B) == list(range(1, 21))
     assert _seqs(sub, A) == []
     assert "INFO read did not answer" in link["last_error"]
 
 
 async def test_a_keyed_ble_node_s_forged_frames_are_refused(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     key = bytes(range(32))
     node = Emulated(0, SimulatedNode(A, heartbeat_period_s=1, key=key))
     emulated.append(node)
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     nodes = {node_hex(A): {"key": key.hex()}}
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(), nodes=nodes)
     async with running(cfg) as gw:
@@ -351,18 +339,15 @@ async def test_a_keyed_ble_node_s_forged_frames_are_refused(
         await asyncio.wait_for(node.task, 60)
         await sub.wait_for(lambda: len(_seqs(sub, A)) >= 20)
         counters = dict(gw.health.counters)
-    await sub.stop()
     assert _seqs(sub, A) == list(range(1, 21))
     assert counters["rejected_unauthenticated"] == 1
 
 
 async def test_a_silent_scanner_is_restarted_and_hears_again(
-    tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, emulated: list[Emulated]
+    tmp_path: Path, mosquitto: Mosquitto, sub: Collector, rig: BluezRig, emulated: list[Emulated]
 ) -> None:
     node = Emulated(0, _advertiser(A), advertise_only=True)
     emulated.append(node)
-    sub = Collector(mosquitto, "tinyml/gw/#")
-    await sub.start()
     cfg = gateway_config(tmp_path, mosquitto, [], ble=ble_section(scanner_silence_s=1.5))
     async with running(cfg) as gw:
         await node.start(rate_hz=0.5, count=1)
@@ -377,7 +362,6 @@ async def test_a_silent_scanner_is_restarted_and_hears_again(
         node.link.write(encode_frame(SimulatedNode(A, seq=1).event(0)))  # seq 2
         await sub.wait_for(lambda: _seqs(sub, A) == [1, 2])
         assert scanner()["scanning"]
-    await sub.stop()
 
 
 async def test_discovery_that_cannot_start_is_retried_and_the_adapter_reset(

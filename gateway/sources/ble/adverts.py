@@ -14,6 +14,7 @@ import time
 from collections import Counter, OrderedDict
 from typing import Final, TypeVar
 
+from gateway.clock import Clock
 from gateway.logs import BadInput
 from gateway.model import ADVERT_TRANSPORT, Inbound
 from gateway.protocol import ProtocolError, advert_message, decode_advert
@@ -73,7 +74,7 @@ class AdvertReader:
             advert_message(adv, uptime),
             ADVERT_TRANSPORT,
             self.port,
-            int(time.time() * 1000),
+            Clock.now_ms(),
             None,
             advert=adv,
             rssi=rssi,

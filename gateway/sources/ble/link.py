@@ -26,6 +26,7 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak_retry_connector import close_stale_connections, establish_connection
 
+from gateway.clock import Clock
 from gateway.logs import BadInput
 from gateway.model import Inbound, node_hex
 from gateway.protocol import Info, Message, ProtocolError, Reassembler, decode, fragment
@@ -248,9 +249,7 @@ class NodeLink:
                 node_hex(msg.header.node_id),
             )
             return
-        item = Inbound(
-            msg, TRANSPORT, self.port, int(time.time() * 1000), self._send, rssi=self.rssi
-        )
+        item = Inbound(msg, TRANSPORT, self.port, Clock.now_ms(), self._send, rssi=self.rssi)
         try:
             self._inbox.put_nowait(item)
         except asyncio.QueueFull:

@@ -76,19 +76,17 @@ class CommandRouter:
         self, node_id: int, req: CommandRequest, allowed: Iterable[str]
     ) -> CommandResult:
         spec = BY_NAME.get(req.method)
-        if spec is None and req.method in GATEWAY_NAMES:
-            if req.method not in set(allowed):
-                return CommandResult(
-                    req.id, False, "refused", error=f"{req.method} is not allowed for this sink"
-                )
-            return await self.forget_node(node_id, req.id)
-        if spec is None:
+        if spec is None and req.method not in GATEWAY_NAMES:
             known = ", ".join((*NAMES, *GATEWAY_NAMES))
             return CommandResult(req.id, False, "unknown_method", error=f"use one of: {known}")
-        if req.method not in set(allowed) or not self._registry.allows(node_id, req.method):
+        # a node's own command list limits what is sent to it, not the gateway's methods
+        node_refuses = spec is not None and not self._registry.allows(node_id, req.method)
+        if req.method not in set(allowed) or node_refuses:
             return CommandResult(
                 req.id, False, "refused", error=f"{req.method} is not allowed for this sink or node"
             )
+        if spec is None:
+            return await self.forget_node(node_id, req.id)
         node = self._registry.get(node_id)
         if node is None:
             return CommandResult(

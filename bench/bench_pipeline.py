@@ -112,7 +112,12 @@ def write_all(fd: int, data: bytes | bytearray) -> None:
 
 
 def writer(
-    link_fd: int, nodes: list[int], per_node: int, rate_hz: float | None, stop: threading.Event
+    link_fd: int,
+    nodes: list[int],
+    per_node: int,
+    rate_hz: float | None,
+    stop: threading.Event,
+    window: bool = False,
 ) -> None:
     """Writes events round-robin over its nodes; paced when rate_hz is set (events/s for this port)."""
     t0 = time.monotonic()
@@ -130,7 +135,13 @@ def writer(
                     time.sleep(delay)
             stamp = int(time.monotonic() * 1000) & 0xFFFFFFFF
             batch += encode_frame(
-                encode(expected_event(node, s), node_id=node, boot_id=1, seq=s, uptime_ms=stamp)
+                encode(
+                    expected_event(node, s, window=window),
+                    node_id=node,
+                    boot_id=1,
+                    seq=s,
+                    uptime_ms=stamp,
+                )
             )
             sent += 1
             if rate_hz is not None or len(batch) > 16_384:
@@ -199,12 +210,20 @@ def start_gateway(
 
 
 def run(
-    tmp: Path, *, ports: int, nodes_per_port: int, per_node: int, rate_hz: float | None
+    tmp: Path,
+    *,
+    ports: int,
+    nodes_per_port: int,
+    per_node: int,
+    rate_hz: float | None,
+    window: bool = False,
+    **sections: dict,
 ) -> dict:
+    """One gateway process fed by ``ports`` ptys; ``sections`` go into its configuration."""
     broker = Mosquitto(tmp)
     broker.start()
     links = [open_pty() for _ in range(ports)]
-    proc, ready_s = start_gateway(tmp, broker, [link.path for link in links])
+    proc, ready_s = start_gateway(tmp, broker, [link.path for link in links], **sections)
     total = ports * nodes_per_port * per_node
     out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     sub_ready = mp.Event()
@@ -220,7 +239,9 @@ def run(
         port_rate = None if rate_hz is None else rate_hz / ports
         threads.append(
             threading.Thread(
-                target=writer, args=(link.fd, nodes, per_node, port_rate, stop), daemon=True
+                target=writer,
+                args=(link.fd, nodes, per_node, port_rate, stop, window),
+                daemon=True,
             )
         )
         threads.append(threading.Thread(target=drain, args=(link.fd, stop), daemon=True))
@@ -235,6 +256,7 @@ def run(
             peak = max(peak, rss_mb(proc.pid))
     io1 = proc_io_write_bytes(proc.pid)
     rss_now, hwm = rss_mb(proc.pid)
+    status = last_status(broker.port) if "health" in sections else None
     stop.set()
     sub.join(10)
     proc.terminate()
@@ -253,7 +275,31 @@ def run(
         "rss_peak_mb": hwm,
         "ready_s": ready_s,
         "disk_bytes_per_1000": (io1 - io0) / result["count"] * 1000,
+        "status": status,
     }
+
+
+def last_status(port: int) -> dict | None:
+    """The gateway's retained health payload, once more than a health interval has passed."""
+    time.sleep(2.0)
+    done = subprocess.run(
+        [
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-t",
+            "tinyml/bench/status",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    return json.loads(done.stdout) if done.returncode == 0 else None
 
 
 def main() -> None:

@@ -69,6 +69,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--key", default=None, help="HMAC key (hex) every node signs with")
     sim.add_argument("--window", action="store_true", help="attach a feature window to each event")
+    sim.add_argument(
+        "--corrupt",
+        type=int,
+        default=0,
+        metavar="PERMILLE",
+        help="events per thousand whose window has a sensor fault (with --window)",
+    )
+    sim.add_argument(
+        "--wrong-label",
+        type=int,
+        default=0,
+        metavar="PERMILLE",
+        help="events per thousand whose label is not what the model says",
+    )
     node = sub.add_parser("node", help="act on one node's stored state")
     node_sub = node.add_subparsers(dest="action", required=True)
     forget = node_sub.add_parser(
@@ -121,10 +135,23 @@ def _load(path: Path, intro: str) -> Config | None:
         _print_problems(intro, exc)
         return None
     problems = dependency_problems(cfg) + storage_problems(cfg)
+    if not problems:
+        problems = _model_problems(cfg)
     if problems:
         _print_problems(intro, ConfigError(problems))
         return None
     return cfg
+
+
+def _model_problems(cfg: Config) -> list[tuple[str, str, str]]:
+    """The verification models, each loaded once to check it (needs the runtime)."""
+    from gateway.service import load_models
+
+    try:
+        load_models(cfg)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def _check_config(path: Path) -> int:

@@ -250,6 +250,16 @@ TelemetryField = Literal[
     "rssi",
     "log_level",
     "log_text",
+    # verification (docs/verification.md): present when the gateway verifies events
+    "verified",
+    "unverified_reason",
+    "gateway_label",
+    "gateway_label_index",
+    "gateway_score",
+    "agreement",
+    "verify_alert",
+    "verify_kernels",
+    "verify_model",
 ]
 DEFAULT_TELEMETRY_FIELDS: list[TelemetryField] = [
     f for f in get_args(TelemetryField) if f not in ("window", "score_raw")
@@ -362,6 +372,77 @@ class CommandsSection(_Strict):
     timeout_s: Annotated[StrictFloat, Field(gt=0, le=120)] = 8.0
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MODEL_ID = re.compile(r"^[0-9a-f]{8}$")
+VerifyPolicy = Literal["annotate", "flag", "drop_disagreeing"]
+
+
+class VerifyModelSection(_Strict):
+    """One model the gateway runs (docs/verification.md)."""
+
+    file: Path
+    sha256: str
+    """Of the file: checked at every start, so a swapped file is not run."""
+    verifies: str | None = None
+    """The model id (8 hex digits) of the node model this one checks, when it is a
+    separate verifier with the same labels; default: this file's own id, i.e. the node
+    runs this very model."""
+    labels: list[str] | None = None
+    """Label names, in output order; default: the names in the node's INFO."""
+    input_dims: list[Annotated[StrictInt, Field(gt=0)]] | None = None
+    """The window dims nodes send, checked against the model's input at start."""
+    policy: VerifyPolicy = "annotate"
+    kernels: Literal["reference", "fast"] = "reference"
+    """reference: TFLM's kernels, for a parity check; fast: the runtime's optimised ones,
+    for a model that is not a parity check (labelled so in every verdict)."""
+    delegate: Literal["none", "edgetpu"] = "none"
+    """edgetpu: run a compiled model on a Coral Edge TPU (libedgetpu; fast kernels only)."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str) -> str:
+        if not _SHA256.match(v.lower()):
+            raise ValueError("write the file's SHA-256 as 64 hex digits (from: sha256sum FILE)")
+        return v.lower()
+
+    @field_validator("verifies")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        if v is not None and not _MODEL_ID.match(v.lower()):
+            raise ValueError("write the node model's id as 8 hex digits, as its events show it")
+        return None if v is None else v.lower()
+
+    @model_validator(mode="after")
+    def _delegate(self) -> Self:
+        if self.delegate != "none" and self.kernels == "reference":
+            raise ValueError('a delegate runs its own kernels: set kernels = "fast" with it')
+        return self
+
+
+class VerifySection(_Strict):
+    """Re-running the node's model on the gateway (docs/verification.md)."""
+
+    enabled: StrictBool = False
+    runtime: Literal["auto", "ai-edge-litert", "tflite-runtime"] = "auto"
+    """auto: ai-edge-litert where it imports, else tflite-runtime."""
+    max_wait_ms: Annotated[StrictInt, Field(ge=1, le=1000)] = 50
+    """How long a batch's commit and ACKs wait for its verdicts at most; later ones are
+    given up (the events go on unverified, counted)."""
+    queue_size: Annotated[StrictInt, Field(ge=1, le=10_000)] = 256
+    """Windows handed to the worker per batch at most; the rest go on unverified."""
+    tolerance_lsb: Annotated[StrictInt, Field(ge=0, le=255)] = 12
+    """Output steps within which two labels' scores are a tie (runtimes differ there)."""
+    models: list[VerifyModelSection] = []
+    groups: dict[str, VerifyPolicy] = {}
+    """A policy per node group ([nodes."<id>"] group), over the model's own."""
+
+    @model_validator(mode="after")
+    def _models(self) -> Self:
+        if self.enabled and not self.models:
+            raise ValueError("verification is enabled with no model: add a [[verify.models]] table")
+        return self
+
+
 _ADAPTER = re.compile(r"^hci[0-9]{1,3}$")
 _ADDRESS = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
 
@@ -416,6 +497,7 @@ class Config(_Strict):
     log: LogSection = LogSection()
     health: HealthSection = HealthSection()
     commands: CommandsSection = CommandsSection()
+    verify: VerifySection = VerifySection()
 
     @property
     def outbox_path(self) -> Path:
@@ -491,15 +573,35 @@ def dependency_problems(cfg: Config) -> list[tuple[str, str, str]]:
 
     Looked up without importing them: a configuration without BLE never loads bleak.
     """
+    out = []
     if cfg.ble.enabled and importlib.util.find_spec("bleak") is None:
-        return [
+        out.append(
             (
                 "ble.enabled",
                 "BLE needs bleak, which is not installed",
                 "install the ble extra: pip install 'tinyml-gateway[ble]' (or set enabled = false)",
             )
-        ]
-    return []
+        )
+    if cfg.verify.enabled and not _verify_runtime_found(cfg.verify.runtime):
+        out.append(
+            (
+                "verify.enabled",
+                "verification needs ai-edge-litert or tflite-runtime, and numpy"
+                if cfg.verify.runtime == "auto"
+                else f"verify.runtime {cfg.verify.runtime} is not installed",
+                "install the verify extra: pip install 'tinyml-gateway[verify]' "
+                "(or set enabled = false)",
+            )
+        )
+    return out
+
+
+def _verify_runtime_found(runtime: str) -> bool:
+    modules = {"ai-edge-litert": ["ai_edge_litert"], "tflite-runtime": ["tflite_runtime"]}
+    wanted = modules.get(runtime, ["ai_edge_litert", "tflite_runtime"])
+    return importlib.util.find_spec("numpy") is not None and any(
+        importlib.util.find_spec(m) is not None for m in wanted
+    )
 
 
 def storage_problems(cfg: Config) -> list[tuple[str, str, str]]:

@@ -6,6 +6,10 @@ to an MQTT broker (an embedded one unless ``--broker`` names one). A live view
 subscribes like Node-RED would and shows what arrives; every 20 s it sends a
 ``ping`` command to a node through the cmd topic and shows the answer.
 
+Where the ``verify`` extra is installed, the nodes send their feature windows (real
+BasicMotions data, a few with a sensor fault or a wrong label) and the gateway
+re-runs the shipped model on each: the view shows where it disagrees.
+
 With ``--ble`` one more node talks BLE: an emulated BlueZ on a private D-Bus
 (gateway/sim/bluez_rig.py) carries it to the gateway's BLE source through bleak.
 """
@@ -26,6 +30,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,7 @@ from gateway.errors import GatewayError, MissingExtraError
 from gateway.logs import setup_logging
 from gateway.model import node_hex
 from gateway.service import Gateway, build, install_signals, serve
+from gateway.sim.dataset import dataset
 from gateway.sim.link import FdLink, NodeRunner, open_pty
 from gateway.sim.node import SimulatedNode
 
@@ -55,6 +61,8 @@ class NodeView:
     score: float = 0.0
     battery_mv: int | None = None
     last_seq: int = 0
+    verdict: str = "-"
+    disagreements: int = 0
 
 
 @dataclass
@@ -110,8 +118,10 @@ def _config(
     nodes: list[SimulatedNode],
     ble: bool,
 ) -> Config:
+    verify = _verify_section()
     return parse_config(
         {
+            "verify": verify or {},
             "gateway": {"id": GATEWAY_ID, "data_dir": str(data_dir)},
             "serial": [{"path": link.path} for link in links],
             "ble": {"enabled": ble, "backoff_max_s": 5.0},
@@ -123,6 +133,23 @@ def _config(
             "health": {"interval_s": 5},
         }
     )
+
+
+def verifying() -> bool:
+    """The demo verifies events where the verify extra's runtime is installed."""
+    return importlib.util.find_spec("numpy") is not None and any(
+        importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime")
+    )
+
+
+def _verify_section() -> dict[str, Any] | None:
+    if not verifying():
+        return None
+    model = resources.files("gateway.models.basicmotions").joinpath("model.tflite")
+    return {
+        "enabled": True,
+        "models": [{"file": str(model), "sha256": dataset().sha256.hex(), "policy": "flag"}],
+    }
 
 
 async def _watch(
@@ -177,6 +204,12 @@ def _update(view: View, topic: str, payload: Any) -> None:
         nv.score = float(data.get("score", 0))
         nv.last_seq = int(data.get("seq", 0))
         view.keys.add(str(data.get("key")))
+        if data.get("verified"):
+            agrees = bool(data.get("agreement"))
+            nv.verdict = "agrees" if agrees else f"says {data.get('gateway_label')}"
+            nv.disagreements += not agrees
+        elif "verified" in data:
+            nv.verdict = f"unverified ({data.get('unverified_reason')})"
     elif kind == "heartbeat":
         nv.battery_mv = data.get("battery_mv")
     elif kind == "status":
@@ -225,15 +258,15 @@ def _render(view: View, gw: Gateway, broker: str, started: float, runners: list[
         *_intro(broker),
         f"running {time.monotonic() - started:.0f} s",
         "",
-        f"{'node':18} {'name':10} {'status':8} {'events':>7} {'last label':14} {'score':>6} "
-        f"{'battery':>8}",
+        f"{'node':18} {'name':10} {'status':8} {'events':>7} {'last label':10} {'score':>6} "
+        f"{'battery':>8}  {'gateway check':18} {'disagreed':>9}",
     ]
     for node_id, nv in sorted(view.nodes.items()):
         status = {None: "?", True: "online", False: "offline"}[nv.online]
         batt = f"{nv.battery_mv} mV" if nv.battery_mv else "-"
         lines.append(
-            f"{node_id:18} {nv.name:10} {status:8} {nv.events:7d} {nv.label:14} "
-            f"{nv.score:6.3f} {batt:>8}"
+            f"{node_id:18} {nv.name:10} {status:8} {nv.events:7d} {nv.label:10} "
+            f"{nv.score:6.3f} {batt:>8}  {nv.verdict:18} {nv.disagreements:9d}"
         )
     lines += ["", _summary(view, gw, runners), "Ctrl-C to stop."]
     return "\n".join(lines)
@@ -247,7 +280,13 @@ def _summary(view: View, gw: Gateway, runners: list[NodeRunner]) -> str:
         f"nodes sent {sent} events ({resent} resends); gateway committed {c['events']}, "
         f"dropped {c['duplicates']} duplicates; subscriber got {len(view.keys)} distinct events\n"
         f"outbox {gw.outbox.stats.used_bytes / 1024:.0f} KiB; ACKs to nodes {c['acks_sent']}; "
-        f"last command: {view.last_command}"
+        f"last command: {view.last_command}\n"
+        + (
+            f"verification: {c['events_verified']} events checked by the gateway's model, "
+            f"{c['events_disagreeing']} disagreed with their node (faulty windows or labels)"
+            if gw.verification is not None
+            else "verification: off (install the verify extra: scripts/setup.sh demo)"
+        )
     )
 
 
@@ -273,10 +312,7 @@ async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> No
                 port = _free_port()
             host, protocol = "127.0.0.1", "3.1.1"  # the embedded broker speaks 3.1.1 only
             stack.push_async_callback(_stop_broker, await _start_broker(port))
-        nodes = [
-            SimulatedNode(0xA1B2C3D4E5F60000 + i, boot_id=1, heartbeat_period_s=5)
-            for i in range(args.nodes)
-        ]
+        nodes = _serial_nodes(args.nodes)
         links = [open_pty() for _ in range(min(2, len(nodes)))]
         for link in links:
             stack.callback(link.close)
@@ -317,6 +353,17 @@ async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> No
             for t in tasks[1:]:
                 t.cancel()
             await asyncio.gather(*tasks[1:], return_exceptions=True)
+
+
+def _serial_nodes(count: int) -> list[SimulatedNode]:
+    # with verification, nodes send their windows, and a few carry a fault
+    faults: dict[str, Any] = {}
+    if verifying():
+        faults = {"window": True, "corrupt_permille": 30, "wrong_permille": 20}
+    return [
+        SimulatedNode(0xA1B2C3D4E5F60000 + i, boot_id=1, heartbeat_period_s=5, **faults)
+        for i in range(count)
+    ]
 
 
 async def _ble_node(stack: contextlib.AsyncExitStack, rate_hz: float) -> NodeRunner:

@@ -153,6 +153,8 @@ def record_fields(record: Record, gateway_id: str, meta: NodeMeta) -> dict[str, 
     match body:
         case Event():
             out.update(_event(body, meta))
+            if record.verdict is not None:
+                out.update(loads(record.verdict))
         case Heartbeat():
             out.update(_heartbeat(body))
         case Info():

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from gateway import downlink
 from gateway.admission import Admission
@@ -25,6 +26,7 @@ from gateway.boots import BootStage
 from gateway.clock import Clock, kernel_boot_id
 from gateway.commands import CommandRouter
 from gateway.errors import OutboxFullError
+from gateway.fields import dumps
 from gateway.health import Health
 from gateway.liveness import Liveness, StatusChange
 from gateway.logs import BadInput, RateLimitedLog
@@ -33,7 +35,9 @@ from gateway.nodes import LiveNode, NodeRegistry
 from gateway.outbox import NewRecord, NodeState, Outbox
 from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType, SequenceState
 from gateway.stamps import Sample, stamp
-from gateway.verify import VerificationStage
+
+if TYPE_CHECKING:  # the stage needs numpy and a runtime: imported only when configured
+    from gateway.verify import VerificationStage
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class _Batch:
     snapshots: dict[int, tuple[NodeState, bool]]
     ack: set[int]
     forgets: list[Forget]
-    verify: list[Inbound]  # the new EVENTs, offered to verification once committed
+    verify: list[tuple[int, Inbound]]  # the new EVENTs with windows to verify: (record, item)
 
 
 class Ingest:
@@ -77,7 +81,7 @@ class Ingest:
         commit_interval_ms: int,
         commit_max_events: int,
         ack_transports: frozenset[str] = frozenset({"serial", "ble"}),
-        verification: VerificationStage[Any] | None = None,
+        verification: VerificationStage | None = None,
         queue_size: int = 20_000,
     ) -> None:
         self.queue: asyncio.Queue[Inbound | StatusChange | Forget] = asyncio.Queue(queue_size)
@@ -157,6 +161,8 @@ class Ingest:
         batch = self._collect(items)
         if not batch.touched and not batch.records and not self._registry.forgotten:
             return
+        if batch.verify:
+            await self._verify(batch)
         # reserved before the commit, so that the counter is stored with the state
         acks = {node_id: downlink.reserve(batch.touched[node_id]) for node_id in batch.ack}
         forget = frozenset(self._registry.forgotten)
@@ -192,15 +198,28 @@ class Ingest:
             self.c["nodes_forgotten"] += len(forget)
         self.c["records_committed"] += len(batch.records)
         self._on_commit()
-        if self._verification is not None:
-            for event in batch.verify:
-                self._verification.offer(event)
         for node_id, seq in acks.items():
             await self._send_ack(batch.touched[node_id], seq)
         for node in batch.touched.values():
             current = node.state.seq.boot_id
             if node.info_boot != current and node.downlink is not None and not node.info_asked:
                 self._ask_info(node)
+
+    async def _verify(self, batch: _Batch) -> None:
+        """Each new EVENT's verdict into its record, within the stage's bounded wait. An
+        event the policy drops is still acknowledged (the node must not resend it), and
+        counted; it is not stored."""
+        assert self._verification is not None
+        verdicts = await self._verification.verdicts([item.message for _, item in batch.verify])
+        dropped = set()
+        for (at, _), verdict in zip(batch.verify, verdicts, strict=True):
+            if verdict.drop:
+                dropped.add(at)
+            else:
+                record = batch.records[at]
+                batch.records[at] = dataclasses.replace(record, verdict=dumps(verdict.fields()))
+        if dropped:
+            batch.records = [r for i, r in enumerate(batch.records) if i not in dropped]
 
     async def _refused(self, batch: _Batch) -> None:
         """The disk is full: nothing in this batch is stored or acknowledged; the nodes keep
@@ -325,9 +344,9 @@ class Ingest:
                 seq.boot_id,
             )
             return
-        if self._verification is not None:
-            batch.verify.append(item)
         ts = self._stamp(node, item)
+        if self._verification is not None:
+            batch.verify.append((len(batch.records), item))
         batch.records.append(self._record(RecordKind.EVENT, node, item, ts, unsynced))
         if item.downlink is None:
             # a node that cannot be acknowledged never resends: what it skipped, nobody

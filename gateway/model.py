@@ -76,6 +76,7 @@ class Record:
     data: bytes  # the wire message; for STATUS, UTF-8 JSON
     epoch: int = 0  # the node's dedup epoch (docs/protocol.md 2.1)
     rssi: int | None = None  # dBm of the node's last advertisement, for BLE nodes
+    verdict: str | None = None  # JSON: the gateway's verdict on an EVENT (docs/verification.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from gateway.protocol import SequenceState
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 _T = TypeVar("_T")
 
 _KIND_CODES: Final = {
@@ -112,6 +112,10 @@ _MIGRATIONS: Final[list[str]] = [
         node INTEGER NOT NULL
     );
     """,
+    # 5: the gateway's verdict on an EVENT's window, stored with the event (JSON)
+    """
+    ALTER TABLE records ADD COLUMN verdict TEXT;
+    """,
 ]
 
 
@@ -141,6 +145,7 @@ class NewRecord:
     data: bytes
     epoch: int = 0
     rssi: int | None = None
+    verdict: str | None = None  # JSON: the verification stage's fields (events only)
 
 
 @dataclass(slots=True)
@@ -350,7 +355,7 @@ class Outbox:
         stored = Clock.now_ms()
         db.executemany(
             "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data, "
-            "stored, epoch, rssi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "stored, epoch, rssi, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     _KIND_CODES[r.kind],
@@ -365,6 +370,7 @@ class Outbox:
                     stored,
                     r.epoch,
                     r.rssi,
+                    r.verdict,
                 )
                 for r in records
             ],
@@ -447,12 +453,12 @@ class Outbox:
     def _fetch(self, after_id: int, limit: int) -> list[Record]:
         rows = self.db.execute(
             "SELECT id, kind, node, boot, seq, uptime, ts, unsynced IS NULL, transport, data, "
-            "epoch, rssi FROM records WHERE id > ? ORDER BY id LIMIT ?",
+            "epoch, rssi, verdict FROM records WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
         return [
-            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d), e, r)
-            for i, k, n, b, s, u, ts, sy, tr, d, e, r in rows
+            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d), e, r, v)
+            for i, k, n, b, s, u, ts, sy, tr, d, e, r, v in rows
         ]
 
     async def pending(self, sink: str) -> int:

@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
 from gateway.commands import CommandRouter
@@ -35,6 +35,9 @@ from gateway.sources import Source
 from gateway.sources.serial import SerialSource
 from gateway.systemd import notify, watchdog_interval_s
 
+if TYPE_CHECKING:
+    from gateway.verify import ModelEntry, VerificationStage
+
 log = logging.getLogger(__name__)
 
 READY_WAIT_S = 5.0  # how long READY waits for the first connection attempt of each sink
@@ -52,13 +55,16 @@ class Gateway:
     ingest: Ingest
     sources: list[Source]
     sinks: list[Sink]
+    verification: VerificationStage | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_s: float | None = None
 
 
 async def build(cfg: Config) -> Gateway:
-    """Opens the outbox and builds every part; raises OutboxError on a bad database."""
+    """Opens the outbox and builds every part; raises OutboxError on a bad database and
+    ConfigError on a bad verification model (before anything is opened)."""
+    models = load_models(cfg)
     health = Health(cfg.gateway.id)
     clock = Clock(cfg.gateway.clock_check)
     bad = RateLimitedLog(logging.getLogger("gateway.input"), cfg.log.bad_input_interval_s)
@@ -80,7 +86,14 @@ async def build(cfg: Config) -> Gateway:
         for d in deliveries:
             d.wake.set()
 
+    verification = None
+    if models is not None:
+        from gateway.verify import VerificationStage
+
+        verification = VerificationStage(cfg.verify, models, registry.meta, health.counters, bad)
+        health.section("verify", verification.health)
     ingest = Ingest(
+        verification=verification,
         registry=registry,
         outbox=outbox,
         clock=clock,
@@ -132,9 +145,19 @@ async def build(cfg: Config) -> Gateway:
         from gateway.sources.ble import BleSource  # imports bleak: only when BLE is on
 
         sources.append(BleSource(cfg.ble, health.counters, bad))
-    gw = Gateway(cfg, health, outbox, registry, router, ingest, sources, sinks)
+    gw = Gateway(cfg, health, outbox, registry, router, ingest, sources, sinks, verification)
     _health_sections(gw)
     return gw
+
+
+def load_models(cfg: Config) -> dict[int, ModelEntry] | None:
+    """Every verification model, loaded and checked; None when verification is off.
+    Raises ConfigError naming a bad model file."""
+    if not cfg.verify.enabled:
+        return None
+    from gateway.verify import load_registry  # numpy and a runtime: only when it is on
+
+    return load_registry(cfg.verify)
 
 
 def _health_sections(gw: Gateway) -> None:
@@ -263,6 +286,8 @@ async def _shutdown(gw: Gateway) -> None:
     notify("STOPPING=1")
     for sink in gw.sinks:
         await sink.close()
+    if gw.verification is not None:
+        gw.verification.close()
     await gw.outbox.close()
     log.info("stopped")
 

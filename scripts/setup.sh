@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian / Raspberry Pi OS machine and the project virtualenv in .venv.
 #
-#   scripts/setup.sh demo      what the demo needs: Python's venv and the package with [demo]
+#   scripts/setup.sh demo      what the demo needs: Python's venv and the package with
+#                              [demo,verify]
 #   scripts/setup.sh demo-ble  the demo with an emulated BLE node as well: dbus-daemon, and
-#                              the package with [demo,ble,blerig]
+#                              the package with [demo,verify,ble,blerig]
 #   scripts/setup.sh test      what the tests need: C compilers, the ARM cross compiler,
 #                              Mosquitto and its clients, openssl, dbus-daemon; the package
-#                              with [dev,demo,ble,blerig]
+#                              with [dev,demo,verify,parity,ble,blerig]; and, where Python
+#                              is 3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
+#                              beside the package, for its parity test
 #
 # Safe to run again: it installs only what is missing, and reinstalls the package into
 # .venv only when pyproject.toml changed (the install is editable, so code changes need
@@ -20,16 +23,16 @@ profile=${1:-test}
 case $profile in
   demo)
     packages=(python3-venv)
-    extras=demo
+    extras=demo,verify
     ;;
   demo-ble)
     packages=(python3-venv dbus-daemon)
-    extras=demo,ble,blerig
+    extras=demo,verify,ble,blerig
     ;;
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
       gcc-arm-none-eabi libnewlib-arm-none-eabi dbus-daemon)
-    extras=dev,demo,ble,blerig
+    extras=dev,demo,verify,parity,ble,blerig
     ;;
   *)
     echo "usage: scripts/setup.sh demo|demo-ble|test" >&2
@@ -50,5 +53,17 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
   echo "$want" >"$stamp"
+fi
+# tflite-runtime 2.14 (the runtime for 32-bit Raspberry Pi OS) needs numpy < 2 and has no
+# wheels past Python 3.11: its parity test runs in an environment of its own
+if [[ $profile == test ]] && "$PYTHON" -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then
+  sidecar=.venv-tflite
+  if [[ ! -x $sidecar/bin/python ]]; then
+    "$PYTHON" -m venv "$sidecar"
+  fi
+  if [[ ! -f $sidecar/.setup || "$(cat "$sidecar/.setup")" != "$want" ]]; then
+    "$sidecar/bin/python" -m pip install -q -e . "tflite-runtime==2.14.0" "numpy<2"
+    echo "$want" >"$sidecar/.setup"
+  fi
 fi
 echo "setup: ready (.venv)"

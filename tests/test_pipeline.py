@@ -49,7 +49,7 @@ async def test_events_arrive_with_every_field_and_nodes_get_acks(
         assert e["score_raw"] == want.score and e["score"] == round(want.score / SCORE_SCALE, 6)
         assert e["scores"] == [round(s / SCORE_SCALE, 6) for s in want.scores]
         assert e["model_id"] == f"{MODEL_ID:08x}" and e["inference_us"] == want.inference_us
-        assert e["window"]["dims"] == [3, 32] and e["transport"] == "serial"
+        assert e["window"]["dims"] == [100, 6] and e["transport"] == "serial"
         assert e["clock_synced"] is True and isinstance(e["ts"], int) and e["uptime_ms"] >= 0
         other = next(e for e in events if e["node"] == node_hex(0x1001))
         assert other["name"] is None and "window" not in other

@@ -30,8 +30,18 @@ def run_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
+    if not (0 <= args.corrupt <= 1000 and 0 <= args.wrong_label <= 1000 - args.corrupt):
+        print("simulate: --corrupt and --wrong-label are per mille, 1000 in all", file=sys.stderr)
+        return 2
     nodes = [
-        SimulatedNode(first + i, boot_id=args.boot, key=key, window=args.window)
+        SimulatedNode(
+            first + i,
+            boot_id=args.boot,
+            key=key,
+            window=args.window,
+            corrupt_permille=args.corrupt,
+            wrong_permille=args.wrong_label,
+        )
         for i in range(args.nodes)
     ]
     link = _open_device(str(args.device), args.baudrate) if args.device else open_pty()

@@ -9,9 +9,9 @@ nothing arriving downstream was altered.
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from gateway.protocol import (
     Ack,
@@ -20,7 +20,6 @@ from gateway.protocol import (
     CommandAck,
     CommandCode,
     Event,
-    FeatureWindow,
     Heartbeat,
     Info,
     Message,
@@ -28,26 +27,67 @@ from gateway.protocol import (
     encode,
 )
 from gateway.protocol.commands import BY_CODE
-from gateway.protocol.constants import SCORE_SCALE
+from gateway.sim.dataset import dataset
 
-LABELS = ("idle", "normal", "imbalance", "bearing_wear")
-MODEL_NAME = "vibration-conv1d"
-MODEL_SHA256 = hashlib.sha256(b"tinyml-gateway simulated model v1").digest()
-MODEL_ID = int.from_bytes(MODEL_SHA256[:4], "little")
+_DATA = dataset()
+LABELS = _DATA.labels
+MODEL_NAME = _DATA.name
+MODEL_SHA256 = _DATA.sha256
+MODEL_ID = _DATA.model_id
 
 
-def expected_event(node_id: int, seq: int, *, window: bool = False) -> Event:
-    """The EVENT a simulated node sends as number ``seq``: deterministic, so checkable."""
-    h = (node_id * 0x9E3779B97F4A7C15 + seq * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    label = h % len(LABELS)
-    score = 32768 + (h >> 8) % 32767
-    rest = (SCORE_SCALE - score) // (len(LABELS) - 1)
-    scores = tuple(score if i == label else rest for i in range(len(LABELS)))
-    win = None
-    if window:
-        data = bytes((h >> (i % 56)) & 0xFF for i in range(3 * 32))
-        win = FeatureWindow((3, 32), 0.0625, -4, data)
-    return Event(MODEL_ID, label, score, 800 + h % 2000, scores, win)
+class Fault(StrEnum):
+    """What a simulated node gets wrong, on purpose (the demo's and tests' disagreements)."""
+
+    CORRUPTED = "corrupted"  # the window sent has a sensor fault; the label is the good one's
+    WRONG_LABEL = "wrong_label"  # the window is right; the label is not what the model said
+
+
+def _mix(node_id: int, seq: int) -> int:
+    return (node_id * 0x9E3779B97F4A7C15 + seq * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+
+
+def fault_of(node_id: int, seq: int, corrupt_permille: int, wrong_permille: int) -> Fault | None:
+    """Which fault, if any, EVENT ``seq`` of a node carries: a pure function, so a test
+    knows exactly which events the gateway must flag."""
+    draw = (_mix(node_id, seq) >> 24) % 1000
+    if draw < corrupt_permille:
+        return Fault.CORRUPTED
+    if draw < corrupt_permille + wrong_permille:
+        return Fault.WRONG_LABEL
+    return None
+
+
+def window_index(node_id: int, seq: int) -> int:
+    """Which held-out window EVENT ``seq`` of a node is made from."""
+    return _mix(node_id, seq) % len(_DATA.held_out)
+
+
+def expected_event(
+    node_id: int,
+    seq: int,
+    *,
+    window: bool = False,
+    corrupt_permille: int = 0,
+    wrong_permille: int = 0,
+) -> Event:
+    """The EVENT a simulated node sends as number ``seq``: deterministic, so checkable.
+
+    Its result is TFLM's on one of the shipped model's held-out windows
+    (gateway/sim/dataset.py); with a fault, the window or the label is wrong.
+    """
+    h = _mix(node_id, seq)
+    i = window_index(node_id, seq)
+    good = _DATA.held_out[i]
+    fault = fault_of(node_id, seq, corrupt_permille, wrong_permille)
+    label, score, scores = good.label, good.score, good.scores
+    sent = good.window
+    if fault is Fault.CORRUPTED:
+        sent = _DATA.corrupted[i].window
+    elif fault is Fault.WRONG_LABEL:
+        label = (label + 1 + (h >> 40) % (len(LABELS) - 1)) % len(LABELS)
+        score = scores[label]
+    return Event(MODEL_ID, label, score, 800 + h % 2000, scores, sent if window else None)
 
 
 @dataclass(slots=True)
@@ -68,6 +108,8 @@ class SimulatedNode:
     ring_size: int = 64
     retx_timeout_ms: int = 2000
     window: bool = False
+    corrupt_permille: int = 0  # events whose window has a sensor fault, per thousand
+    wrong_permille: int = 0  # events whose label is not the model's, per thousand
     seq: int = 0  # last EVENT number sent this boot
     ring: deque[_Pending] = field(default_factory=deque)
     dropped: int = 0
@@ -109,7 +151,15 @@ class SimulatedNode:
         self.seq += 1
         self.inferences += 1
         raw = self._encode(
-            expected_event(self.node_id, self.seq, window=self.window), uptime_ms, self.seq
+            expected_event(
+                self.node_id,
+                self.seq,
+                window=self.window,
+                corrupt_permille=self.corrupt_permille,
+                wrong_permille=self.wrong_permille,
+            ),
+            uptime_ms,
+            self.seq,
         )
         if len(self.ring) >= self.ring_size:
             self.ring.popleft()

@@ -53,8 +53,9 @@ def telemetry_values(fields: Mapping[str, Any], allowed: frozenset[str]) -> dict
         picked["log_level"] = fields["level"]
     if "text" in fields and "log_text" in allowed:
         picked["log_text"] = fields["text"]
-    if "model_id" in picked:
-        picked["model_id"] = _hex_id(picked["model_id"])
+    for key in ("model_id", "verify_model"):
+        if key in picked:
+            picked[key] = _hex_id(picked[key])
     return clean(picked)
 
 

@@ -1,0 +1,1 @@
+"""Models shipped with the gateway: artefacts of training/, read as package data."""

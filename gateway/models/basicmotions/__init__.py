@@ -1,0 +1,1 @@
+"""The BasicMotions activity model (training/train_basicmotions.py writes this folder)."""

@@ -257,6 +257,8 @@ def run(
     io1 = proc_io_write_bytes(proc.pid)
     rss_now, hwm = rss_mb(proc.pid)
     status = last_status(broker.port) if "health" in sections else None
+    worker_pid = ((status or {}).get("verify") or {}).get("worker_pid")
+    worker_rss = rss_mb(worker_pid)[0] if worker_pid else None
     stop.set()
     sub.join(10)
     proc.terminate()
@@ -276,6 +278,7 @@ def run(
         "ready_s": ready_s,
         "disk_bytes_per_1000": (io1 - io0) / result["count"] * 1000,
         "status": status,
+        "worker_rss_mb": worker_rss,
     }
 
 

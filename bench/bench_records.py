@@ -2,7 +2,7 @@
 
     python bench/bench_records.py [--records 20000] [--sinks 2]
 
-For three record shapes (an EVENT, an EVENT with a 3x64 int8 feature window, a
+For three record shapes (an EVENT, an EVENT with a 100x6 int8 feature window, a
 HEARTBEAT) it measures, on this machine, in one process:
 
   stored     bytes per record in the outbox's data column

@@ -10,7 +10,8 @@ Figures:
                Mosquitto, a counting subscriber) with every event carrying its window,
                verification off, then on (reference kernels, policy flag)
   memory       resident set size added by importing the runtime and loading the model, in
-               a fresh process; and the gateway process's, verification off against on
+               a fresh process; and the gateway process's, verification off against on,
+               with the worker process's beside it
   model        size, tensor arena, held-out accuracy and confusion matrix (model.json)
 """
 
@@ -28,7 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_pipeline import run  # noqa: E402
 from tests.verify_parity import MODEL_DIR, golden, meta  # noqa: E402
 
 ROUNDS = 50
@@ -126,6 +126,8 @@ def main() -> None:
         f"loading the model {mem['load_mb']:.1f} MB more"
     )
 
+    from bench.bench_pipeline import run  # needs the test environment (Mosquitto, pytest)
+
     results = {}
     for name, verify in (("off", {}), ("on", {"verify": _verify_section()})):
         verify["health"] = {"interval_s": 1}
@@ -154,7 +156,7 @@ def main() -> None:
     )
     print(
         f"memory      gateway process {off['rss_mb']:.1f} MB resident with verification off, "
-        f"{on['rss_mb']:.1f} MB on"
+        f"{on['rss_mb']:.1f} MB on, plus its worker process {on['worker_rss_mb'] or float('nan'):.1f} MB"
     )
 
 

@@ -21,6 +21,7 @@ EX_OK = 0
 EX_CONFIG = 78  # sysexits.h EX_CONFIG
 EX_USAGE = 64  # sysexits.h EX_USAGE
 EX_IOERR = 74  # sysexits.h EX_IOERR: the outbox cannot be used
+EX_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: a part of the gateway could not start
 DEFAULT_CONFIG = Path(os.environ.get("TINYML_GATEWAY_CONFIG", "/etc/tinyml-gateway/config.toml"))
 
 
@@ -135,8 +136,6 @@ def _load(path: Path, intro: str) -> Config | None:
         _print_problems(intro, exc)
         return None
     problems = dependency_problems(cfg) + storage_problems(cfg)
-    if not problems:
-        problems = _model_problems(cfg)
     if problems:
         _print_problems(intro, ConfigError(problems))
         return None
@@ -144,11 +143,14 @@ def _load(path: Path, intro: str) -> Config | None:
 
 
 def _model_problems(cfg: Config) -> list[tuple[str, str, str]]:
-    """The verification models, each loaded once to check it (needs the runtime)."""
-    from gateway.service import load_models
+    """The verification models, each loaded once to check it (in this process: `run`
+    loads them in its worker)."""
+    if not cfg.verify.enabled:
+        return []
+    from gateway.verify.registry import check_models
 
     try:
-        load_models(cfg)
+        check_models(cfg.verify)
     except ConfigError as exc:
         return exc.problems
     return []
@@ -157,6 +159,10 @@ def _model_problems(cfg: Config) -> list[tuple[str, str, str]]:
 def _check_config(path: Path) -> int:
     cfg = _load(path, f"{path}:")
     if cfg is None:
+        return EX_CONFIG
+    problems = _model_problems(cfg)
+    if problems:
+        _print_problems(f"{path}:", ConfigError(problems))
         return EX_CONFIG
     print(
         f"{path}: OK (gateway {cfg.gateway.id}, {len(cfg.serial)} serial source(s), "
@@ -186,7 +192,7 @@ def _forget(path: Path, node_text: str, wait_s: float) -> int:
 
 
 def _run(path: Path) -> int:
-    from gateway.errors import OutboxError
+    from gateway.errors import GatewayError, OutboxError
     from gateway.logs import setup_logging
     from gateway.service import run
 
@@ -196,9 +202,15 @@ def _run(path: Path) -> int:
     setup_logging(cfg.log.level, cfg.log.format)
     try:
         asyncio.run(run(cfg))
+    except ConfigError as exc:  # what only loading the models finds
+        _print_problems(f"{path}: refusing to start:", exc)
+        return EX_CONFIG
     except OutboxError as exc:
         logging.getLogger("gateway").error("%s", exc)
         return EX_IOERR
+    except GatewayError as exc:  # the verification worker did not start
+        logging.getLogger("gateway").error("%s", exc)
+        return EX_SOFTWARE
     except KeyboardInterrupt:
         pass
     return EX_OK

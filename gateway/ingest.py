@@ -37,7 +37,7 @@ from gateway.protocol import Ack, Arrival, CommandAck, Heartbeat, Info, MsgType,
 from gateway.stamps import Sample, stamp
 
 if TYPE_CHECKING:  # the stage needs numpy and a runtime: imported only when configured
-    from gateway.verify import VerificationStage
+    from gateway.verify.stage import VerificationStage
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from gateway.sources.serial import SerialSource
 from gateway.systemd import notify, watchdog_interval_s
 
 if TYPE_CHECKING:
-    from gateway.verify import ModelEntry, VerificationStage
+    from gateway.verify.stage import VerificationStage
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,12 @@ class Gateway:
 
 
 async def build(cfg: Config) -> Gateway:
-    """Opens the outbox and builds every part; raises OutboxError on a bad database and
-    ConfigError on a bad verification model (before anything is opened)."""
-    models = load_models(cfg)
+    """Opens the outbox and builds every part; raises OutboxError on a bad database, and
+    ConfigError on a bad verification model (before the outbox is opened)."""
     health = Health(cfg.gateway.id)
     clock = Clock(cfg.gateway.clock_check)
     bad = RateLimitedLog(logging.getLogger("gateway.input"), cfg.log.bad_input_interval_s)
+    verification = await _verification(cfg, health, bad)
     outbox = Outbox(
         cfg.outbox_path,
         max_size_bytes=int(cfg.outbox.max_size_mb * 1e6),
@@ -77,7 +77,12 @@ async def build(cfg: Config) -> Gateway:
     sink_names = [
         n for n, on in (("mqtt", cfg.mqtt.enabled), ("thingsboard", cfg.thingsboard.enabled)) if on
     ]
-    states = await outbox.open(sink_names)
+    try:
+        states = await outbox.open(sink_names)
+    except BaseException:
+        if verification is not None:
+            verification.close()
+        raise
     registry = NodeRegistry(cfg.nodes, states, bad)
     router = CommandRouter(registry, health, cfg.commands.timeout_s)
     deliveries: list[Delivery] = []
@@ -86,12 +91,8 @@ async def build(cfg: Config) -> Gateway:
         for d in deliveries:
             d.wake.set()
 
-    verification = None
-    if models is not None:
-        from gateway.verify import VerificationStage
-
-        verification = VerificationStage(cfg.verify, models, registry.meta, health.counters, bad)
-        health.section("verify", verification.health)
+    if verification is not None:
+        verification.meta = registry.meta
     ingest = Ingest(
         verification=verification,
         registry=registry,
@@ -150,14 +151,20 @@ async def build(cfg: Config) -> Gateway:
     return gw
 
 
-def load_models(cfg: Config) -> dict[int, ModelEntry] | None:
-    """Every verification model, loaded and checked; None when verification is off.
-    Raises ConfigError naming a bad model file."""
+async def _verification(
+    cfg: Config, health: Health, bad: RateLimitedLog
+) -> VerificationStage | None:
+    """The verification stage with its worker started and every model loaded in it; None
+    when verification is off. Raises ConfigError naming a model file it cannot use."""
     if not cfg.verify.enabled:
         return None
-    from gateway.verify import load_registry  # numpy and a runtime: only when it is on
+    from gateway.verify.registry import read_models
+    from gateway.verify.stage import VerificationStage
 
-    return load_registry(cfg.verify)
+    stage = VerificationStage(cfg.verify, read_models(cfg.verify), health.counters, bad)
+    await stage.start()
+    health.section("verify", stage.health)
+    return stage
 
 
 def _health_sections(gw: Gateway) -> None:

@@ -13,9 +13,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
-from gateway.model import node_hex
+from gateway.model import RecordKind, node_hex
 from gateway.protocol import Ack, FeatureWindow, decode
 from gateway.service import build
 from gateway.sim.dataset import dataset
@@ -37,8 +38,7 @@ from gateway.sim.node import (
     fault_of,
     window_index,
 )
-from gateway.verify import ModelEntry, load_registry
-from gateway.verify.runtime import Runner
+from gateway.verify.registry import ModelEntry, check_models
 from tests.peers import config_data, gateway_config, running, toml_text
 from tests.test_ingest_state import _inbound, _until, own_ingest
 from tests.test_thingsboard import tb_section
@@ -190,61 +190,85 @@ def _tb(checker: Any, node: int) -> dict[int, dict[str, Any]]:
     return {v["seq"]: v for _, v in checker.telemetry_of(node_hex(node)) if "verified" in v}
 
 
-# ---- a stalled worker ------------------------------------------------------------------
+# ---- a stopped, a killed worker --------------------------------------------------------
 
 
-class StuckRunner(Runner):
-    """The real model, on a worker that stops until the test lets it go."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        super().__init__(
-            (MODEL_DIR / "model.tflite").read_bytes(), runtime="auto", kernels="reference"
-        )
-        self.gate = gate
-
-    def run(self, window: bytes) -> list[float]:
-        self.gate.wait(120)  # hang guard
-        return super().run(window)
+async def _own(tmp_path: Path, **verify: Any) -> tuple[Any, Any]:
+    gw = await build(
+        gateway_config(tmp_path, None, [], mqtt={"enabled": False}, verify=verify_section(**verify))
+    )
+    return gw, own_ingest(gw, verification=gw.verification)
 
 
-async def test_a_stalled_worker_delays_no_event_beyond_the_wait_and_loses_none(
+async def _stop(gw: Any, task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    gw.verification.close()
+    await gw.outbox.close()
+
+
+async def _verdicts(gw: Any) -> list[dict[str, Any]]:
+    return [json.loads(r.verdict) for r in await gw.outbox.fetch(0, 100) if r.verdict]
+
+
+async def test_a_stopped_worker_delays_no_event_beyond_the_wait_and_loses_none(
     tmp_path: Path,
 ) -> None:
-    section = verify_section(max_wait_ms=50)
-    gw = await build(gateway_config(tmp_path, None, [], mqtt={"enabled": False}, verify=section))
-    gate = threading.Event()
-    assert gw.verification is not None
-    (entry,) = gw.verification._models.values()
-    gw.verification._models[MODEL_ID] = dataclasses.replace(entry, runner=StuckRunner(gate))
-    ingest = own_ingest(gw, verification=gw.verification)
+    gw, ingest = await _own(tmp_path, max_wait_ms=50)
+    stage = gw.verification
+    pid = stage.worker_pid
     sent: list[bytes] = []
     node = 0xE100
+    os.kill(pid, signal.SIGSTOP)  # the worker hangs, as a runtime stuck in invoke would
+    for seq in (1, 2):  # one batch: its wait runs out
+        await ingest.put(_inbound(node, expected_event(node, seq, window=True), seq, sent))
     task = asyncio.create_task(ingest.run())
     try:
-        for seq in (1, 2):  # the first batch: its wait runs out while the worker is stuck
-            await ingest.put(_inbound(node, expected_event(node, seq, window=True), seq, sent))
         await _until(lambda: _acked(sent) == 2)
         await ingest.put(_inbound(node, expected_event(node, 3, window=True), 3, sent))
-        await _until(lambda: _acked(sent) == 3)  # the worker is still stuck: no wait at all
+        await _until(lambda: _acked(sent) == 3)  # the worker is still busy: no wait at all
         c = gw.health.counters
-        assert not gate.is_set()
         assert c["events_unverified_late"] == 2 and c["events_unverified_busy"] == 1
-        assert gw.verification.health()["worker_busy"] is True
-        gate.set()  # the worker comes back, gives up the late windows, and goes on
-        await _until(lambda: not gw.verification.health()["worker_busy"])
+        assert stage.health()["worker_busy"] is True
+        os.kill(pid, signal.SIGCONT)  # back: past the deadline, it answers at once
+        await _until(lambda: not stage.health()["worker_busy"])
         await ingest.put(_inbound(node, expected_event(node, 4, window=True), 4, sent))
         await _until(lambda: _acked(sent) == 4)
-        assert c["events_verified"] == 1
-        records = await gw.outbox.fetch(0, 100)
-        verdicts = [json.loads(r.verdict) for r in records if r.verdict is not None]
-        assert [v["verified"] for v in verdicts] == [False, False, False, True]
-        assert [v.get("unverified_reason") for v in verdicts[:3]] == ["late", "late", "busy"]
+        assert c["events_verified"] == 1 and stage.worker_pid == pid
+        reasons = [v.get("unverified_reason") for v in await _verdicts(gw)]
+        assert reasons == ["late", "late", "busy", None]
     finally:
-        gate.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        gw.verification.close()
-        await gw.outbox.close()
+        os.kill(pid, signal.SIGCONT)
+        await _stop(gw, task)
+
+
+async def test_a_killed_worker_is_replaced_and_no_event_is_lost(tmp_path: Path) -> None:
+    gw, ingest = await _own(tmp_path, max_wait_ms=50)
+    stage = gw.verification
+    first = stage.worker_pid
+    sent: list[bytes] = []
+    node = 0xE300
+    os.kill(first, signal.SIGSTOP)
+    await ingest.put(_inbound(node, expected_event(node, 1, window=True), 1, sent))
+    task = asyncio.create_task(ingest.run())
+    try:
+        await _until(lambda: _acked(sent) == 1)  # late: the worker holds the batch
+        os.kill(first, signal.SIGKILL)  # and dies with it
+        c = gw.health.counters
+        await _until(lambda: c["verify_worker_died"] == 1)
+        seq = 1
+        while c["events_verified"] == 0:  # the next batches start a new worker
+            seq += 1
+            await ingest.put(_inbound(node, expected_event(node, seq, window=True), seq, sent))
+            await _until(lambda n=seq: _acked(sent) == n)
+            await _until(lambda: not stage.health()["worker_busy"])
+        assert c["verify_worker_starts"] == 1 and stage.worker_pid not in (None, first)
+        stored = [r for r in await gw.outbox.fetch(0, 100) if r.kind == RecordKind.EVENT]
+        assert c["events"] == seq == len(stored)  # every event stored
+        verdicts = await _verdicts(gw)
+        assert verdicts[0]["unverified_reason"] == "late" and verdicts[-1]["verified"] is True
+    finally:
+        await _stop(gw, task)
 
 
 def _acked(sent: list[bytes]) -> int:
@@ -258,10 +282,7 @@ def _acked(sent: list[bytes]) -> int:
 async def test_windows_of_the_wrong_shape_or_quantisation_go_on_unverified(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gw = await build(
-        gateway_config(tmp_path, None, [], mqtt={"enabled": False}, verify=verify_section())
-    )
-    ingest = own_ingest(gw, verification=gw.verification)
+    gw, ingest = await _own(tmp_path)
     good = expected_event(0xE200, 1, window=True)
     w = good.window
     assert w is not None
@@ -287,11 +308,7 @@ async def test_windows_of_the_wrong_shape_or_quantisation_go_on_unverified(
         assert any("dims [50, 12]" in m for m in lines)
         assert any("zero point" in m for m in lines)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        assert gw.verification is not None
-        gw.verification.close()
-        await gw.outbox.close()
+        await _stop(gw, task)
 
 
 # ---- model files that cannot be used -----------------------------------------------------
@@ -302,7 +319,7 @@ def _problems(tmp_path: Path, **over: Any) -> list[tuple[str, str, str]]:
         config_data(tmp_path, None, [], verify=verify_section(models=[model(**over)]))
     )
     with pytest.raises(ConfigError) as info:
-        load_registry(cfg.verify)
+        check_models(cfg.verify)
     return info.value.problems
 
 
@@ -332,7 +349,7 @@ def test_a_bad_model_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
         config_data(tmp_path, None, [], verify=verify_section(models=[model(), model()]))
     )
     with pytest.raises(ConfigError) as info:
-        load_registry(cfg.verify)
+        check_models(cfg.verify)
     assert info.value.problems[0][0] == "verify.models.1.file"
 
 
@@ -340,7 +357,7 @@ def test_a_separate_verifier_is_keyed_by_the_node_model(tmp_path: Path) -> None:
     cfg = parse_config(
         config_data(tmp_path, None, [], verify=verify_section(models=[model(verifies="0a0b0c0d")]))
     )
-    models = load_registry(cfg.verify)
+    models = check_models(cfg.verify)
     entry: ModelEntry = models[0x0A0B0C0D]
     assert entry.own_id == MODEL_ID and entry.model_id == 0x0A0B0C0D
 
@@ -376,16 +393,28 @@ def test_check_config_names_the_bad_model_and_the_missing_extra(tmp_path: Path) 
     assert "Traceback" not in done.stderr
 
 
-def test_verification_off_never_imports_numpy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("on", [False, True])
+def test_the_gateway_process_never_imports_numpy(tmp_path: Path, on: bool) -> None:
+    """Off, nothing of verification loads; on, only its worker process has numpy and the
+    runtime, and the gateway's own process stays lean."""
     path = tmp_path / "gateway.toml"
-    path.write_text(toml_text(config_data(tmp_path, None, [])))
+    verify = verify_section() if on else {}
+    path.write_text(toml_text(config_data(tmp_path, None, [], verify=verify)))
     code = (
-        "import sys, asyncio; from gateway.config import load_config; from gateway.service import build; "
-        f"gw = asyncio.run(build(load_config(__import__('pathlib').Path({str(path)!r})))); "
-        "print('numpy' in sys.modules)"
+        "import sys, asyncio\n"
+        "from pathlib import Path\n"
+        "from gateway.config import load_config\n"
+        "from gateway.service import build\n"
+        "async def main():\n"
+        f"    gw = await build(load_config(Path({str(path)!r})))\n"
+        "    pid = gw.verification.worker_pid if gw.verification else None\n"
+        "    print('numpy' in sys.modules, pid is not None)\n"
+        "    if gw.verification: gw.verification.close()\n"
+        "    await gw.outbox.close()\n"
+        "asyncio.run(main())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "False", done.stderr
+    assert done.stdout.split() == ["False", str(on)], done.stderr
 
 
 def test_an_unknown_policy_or_kernels_value_is_refused(tmp_path: Path) -> None:

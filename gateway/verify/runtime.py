@@ -15,11 +15,12 @@ parity check would report as a disagreement the node did not cause
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal
 
 import numpy as np
+
+from gateway.verify.specs import ModelSpec, TensorSpec
 
 Kernels = Literal["reference", "fast"]
 
@@ -32,14 +33,6 @@ EDGETPU_LIBRARY: Final = "libedgetpu.so.1"
 
 class ModelError(Exception):
     """A file the runtime cannot use as a verification model; the text says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float
-    zero_point: int
 
 
 def runtime_module(choice: str) -> tuple[str, ModuleType]:
@@ -64,7 +57,7 @@ def _spec(detail: dict[str, Any]) -> TensorSpec:
 
 
 class Runner:
-    """A loaded model. Not thread-safe: one thread (the stage's worker) runs it."""
+    """A loaded model. Not thread-safe: the worker process runs it on its one thread."""
 
     def __init__(
         self, content: bytes, *, runtime: str, kernels: Kernels, delegate: str = "none"
@@ -102,13 +95,9 @@ class Runner:
         self._out_index = outputs[0]["index"]
 
     @property
-    def labels(self) -> int:
-        return self.output.shape[-1]
-
-    @property
-    def step(self) -> float:
-        """One output step as a probability: what the tie tolerance counts in."""
-        return self.output.scale if self.output.dtype == "int8" else 1 / 256
+    def spec(self) -> ModelSpec:
+        step = self.output.scale if self.output.dtype == "int8" else 1 / 256
+        return ModelSpec(self.runtime, self.kernels, self.input, self.output.shape[-1], step)
 
     def run(self, window: bytes) -> list[float]:
         """The model's scores for one int8 window, as probabilities."""

@@ -39,7 +39,7 @@ from gateway.sim.node import (
     window_index,
 )
 from gateway.verify.registry import ModelEntry, check_models
-from tests.peers import config_data, gateway_config, running, toml_text
+from tests.peers import config_data, env_without_coverage, gateway_config, running, toml_text
 from tests.test_ingest_state import _inbound, _until, own_ingest
 from tests.test_thingsboard import tb_section
 from tests.verify_parity import MODEL_DIR, meta
@@ -428,3 +428,39 @@ def test_an_unknown_policy_or_kernels_value_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(config_data(tmp_path, None, [], verify=verify_section(**over)))
         assert info.value.problems[0][0] == field, info.value.problems
+
+
+def test_run_refuses_a_file_that_is_not_a_model_naming_it(tmp_path: Path) -> None:
+    """Found only by the runtime, in the worker process: still one clear message."""
+    import hashlib
+
+    junk = tmp_path / "model.tflite"
+    junk.write_bytes(b"TFL3" + bytes(200))
+    digest = hashlib.sha256(junk.read_bytes()).hexdigest()
+    data = config_data(
+        tmp_path, None, [], verify=verify_section(models=[model(file=str(junk), sha256=digest)])
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text(toml_text(data))
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "run", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_without_coverage(),
+    )
+    assert done.returncode == 78, done.stderr
+    assert "verify.models.0.file" in done.stderr and str(junk) in done.stderr
+    assert "not a model" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "outbox.sqlite3").exists()  # refused before the outbox
+
+
+def test_every_verdict_field_is_a_thingsboard_telemetry_field() -> None:
+    from typing import get_args
+
+    from gateway.config import TelemetryField
+    from gateway.verify.verdict import Unverified, Verdict, unverified
+
+    keys = set(Verdict(True, label=1, label_name="x", score=0.5, agreement=True).fields())
+    keys |= set(unverified(Unverified.BUSY).fields())
+    assert keys <= set(get_args(TelemetryField))

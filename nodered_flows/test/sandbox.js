@@ -10,9 +10,23 @@ function store() {
   return { get: (k) => data[k], set: (k, v) => { data[k] = v; }, keys: () => Object.keys(data) };
 }
 
-function load(name, vars = {}, global = store()) {
+// `clock`, when given, is the time the code sees (Date.now() and new Date() with no argument),
+// so that a test of a time limit does not depend on how fast the machine runs it
+function fakeDate(clock) {
+  return class extends Date {
+    constructor(...args) {
+      super(...(args.length ? args : [clock.now]));
+    }
+    static now() {
+      return clock.now;
+    }
+  };
+}
+
+function load(name, vars = {}, global = store(), clock = null) {
   const code = fs.readFileSync(path.join(__dirname, "..", "src", `${name}.js`), "utf8");
-  const fn = new Function("msg", "node", "context", "flow", "global", "env", "Buffer", code);
+  const fn = new Function("msg", "node", "context", "flow", "global", "env", "Buffer", "Date", code);
+  const DateSeen = clock ? fakeDate(clock) : Date;
   const context = store();
   const flow = store();
   const log = { warnings: [], errors: [], statuses: [] };
@@ -27,7 +41,7 @@ function load(name, vars = {}, global = store()) {
     log,
     context,
     global,
-    run: (msg) => fn(msg, node, context, flow, global, env, Buffer),
+    run: (msg) => fn(msg, node, context, flow, global, env, Buffer, DateSeen),
   };
 }
 

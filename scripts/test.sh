@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 
 echo "== ruff"
-.venv/bin/ruff check gateway tests bench training nodered_flows
-.venv/bin/ruff format --check gateway tests bench training nodered_flows
+.venv/bin/ruff check gateway tests bench training nodered_flows thingsboard_rules
+.venv/bin/ruff format --check gateway tests bench training nodered_flows thingsboard_rules
 echo "== mypy (strict, gateway/)"
 .venv/bin/mypy
 echo "== C protocol library: host tests (HMAC on/off, node profile) and Cortex-M4 build"

@@ -95,6 +95,7 @@ class Device:
     connects: int = 0
     disconnects: int = 0
     attributes: dict[str, Any] = field(default_factory=dict)
+    attribute_updates: list[dict[str, Any]] = field(default_factory=list)  # each, as it came
     telemetry: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     by_ts: dict[int, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
@@ -326,6 +327,7 @@ class ThingsBoardChecker:
             dev = self._device_ready(topic, name, payload)
             if dev is not None and self._check_values(topic, values, payload):
                 dev.attributes.update({k: v for k, v in values.items() if v is not None})
+                dev.attribute_updates.append(values)
         self._rate(topic, payload, {})
         return []
 

@@ -1,0 +1,420 @@
+"""The ThingsBoard import files of thingsboard_rules/: their structure against ThingsBoard's
+own node classes (thingsboard_rules/reference/thingsboard.json, taken from its source), and
+their scripts' decisions on what the real gateway sends.
+
+No ThingsBoard server runs here. The scripts' JavaScript form (the same text as the TBEL one
+the server runs by default) runs in Node.js (thingsboard_rules/test/evaluate.js), fed with
+the telemetry and attributes the gateway's ThingsBoard sink published to the checker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.model import node_hex
+from gateway.sim.link import NodeRunner
+from gateway.sim.node import LABELS, SimulatedNode, fault_of
+from tests.nodered import node_binary
+from tests.peers import gateway_config, running
+from tests.tb_checker import ThingsBoardChecker
+from tests.test_thingsboard import tb_broker, tb_section
+from tests.verify_parity import MODEL_DIR, meta
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "thingsboard_rules"
+REFERENCE = json.loads((RULES / "reference" / "thingsboard.json").read_text())
+CHAINS = sorted((RULES / "rule_chains").glob("*.json"))
+NODE_CHAIN = RULES / "rule_chains" / "tinyml_node.json"
+
+
+def test_the_files_are_built_from_the_scripts() -> None:
+    done = subprocess.run(
+        [sys.executable, str(RULES / "build.py"), "--check"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _script_relations(code: str) -> set[str]:
+    """The relations a switch script can return: the strings it pushes or returns in a list."""
+    return set(re.findall(r'out\.push\("([^"]+)"\)', code)) | set(
+        re.findall(r'return \["([^"]+)"\]', code)
+    )
+
+
+@pytest.mark.parametrize("path", CHAINS, ids=lambda p: p.name)
+def test_a_rule_chain_imports_cleanly(path: Path) -> None:
+    chain = json.loads(path.read_text())
+    assert chain["ruleChain"]["type"] == "CORE" and chain["ruleChain"]["name"]
+    meta_ = chain["metadata"]
+    nodes, conns = meta_["nodes"], meta_["connections"]
+    assert 0 <= meta_["firstNodeIndex"] < len(nodes)
+    for n in nodes:
+        ref = REFERENCE["rule_nodes"].get(n["type"])
+        assert ref is not None, f"{n['name']}: {n['type']} is not a node class of ThingsBoard"
+        assert n["configurationVersion"] == ref["configuration_version"], n["name"]
+        assert set(n["configuration"]) <= set(ref["configuration_fields"]), (
+            n["name"],
+            set(n["configuration"]) - set(ref["configuration_fields"]),
+        )
+        config = n["configuration"]
+        if "tbelScript" in config:  # one source: the JS the tests run is the TBEL the server runs
+            assert config["tbelScript"] == config["jsScript"] and config["scriptLang"] == "TBEL"
+        if "alarmDetailsBuildTbel" in config:
+            assert config["alarmDetailsBuildTbel"] == config["alarmDetailsBuildJs"]
+    for c in conns:
+        assert 0 <= c["fromIndex"] < len(nodes) and 0 <= c["toIndex"] < len(nodes), c
+        assert c["fromIndex"] != c["toIndex"], f"a self-link: {c}"
+        source = nodes[c["fromIndex"]]
+        ref = REFERENCE["rule_nodes"][source["type"]]
+        if ref["custom_relations"]:
+            allowed = _script_relations(source["configuration"]["jsScript"]) | {"Failure"}
+        else:
+            allowed = set(ref["relation_types"])
+        assert c["type"] in allowed, (
+            f"{source['name']} has no output {c['type']!r}: {sorted(allowed)}"
+        )
+    # no cycles: a message must never come back to a node it passed
+    edges: dict[int, set[int]] = {}
+    for c in conns:
+        edges.setdefault(c["fromIndex"], set()).add(c["toIndex"])
+    state: dict[int, int] = {}
+
+    def visit(i: int) -> None:
+        state[i] = 1
+        for j in edges.get(i, ()):
+            assert state.get(j) != 1, f"a cycle through {nodes[j]['name']}"
+            if j not in state:
+                visit(j)
+        state[i] = 2
+
+    for i in range(len(nodes)):
+        if i not in state:
+            visit(i)
+    # every node is reachable from the first
+    seen, todo = set(), [meta_["firstNodeIndex"]]
+    while todo:
+        i = todo.pop()
+        if i not in seen:
+            seen.add(i)
+            todo.extend(edges.get(i, ()))
+    assert seen == set(range(len(nodes))), [nodes[i]["name"] for i in set(range(len(nodes))) - seen]
+
+
+def test_the_scripts_keep_to_what_tbel_shares_with_javascript() -> None:
+    for src in sorted((RULES / "scripts").glob("*.js")):
+        code = re.sub(r"//.*", "", src.read_text())
+        for construct, pattern in (
+            ("let/const", r"\b(let|const)\b"),
+            ("an arrow function", r"=>"),
+            ("a template literal", r"`"),
+            ("=== or !==", r"[!=]=="),
+            ("for...of / for...in", r"\bfor\s*\([^)]*\b(of|in)\b"),
+            ("undefined", r"\bundefined\b"),
+        ):
+            assert not re.search(pattern, code), f"{src.name} uses {construct}"
+        # TBEL needs a ternary in parentheses outside an if
+        for line in code.splitlines():
+            if "?" in line and not line.strip().startswith("if"):
+                assert re.search(r"\([^()]*\?[^()]*:[^()]*\)|\(.*\?.*:.*\)", line), (
+                    f"{src.name}: {line.strip()}"
+                )
+
+
+def test_the_device_profile_names_the_type_the_gateway_sends() -> None:
+    profile = json.loads((RULES / "device_profiles" / "tinyml_node.json").read_text())
+    from gateway.config import ThingsBoardSection
+
+    assert (
+        profile["name"]
+        == ThingsBoardSection.model_fields["device_profile"].default
+        == "tinyml-node"
+    )
+    assert profile["profileData"]["alarms"] is None  # the chain raises the alarms
+    assert profile["transportType"] == "MQTT"
+
+
+# ---- the node chain's decisions on what the gateway sends -------------------------------
+
+A, B, C = 0xC0DE000000000001, 0xC0DE000000000002, 0xC0DE000000000003
+COUNT = 80
+CORRUPT, WRONG = 100, 100
+
+
+def _evaluate(messages: list[dict[str, Any]], attributes: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [str(node_binary()), str(RULES / "test" / "evaluate.js")],
+        input=json.dumps(
+            {"chain": str(NODE_CHAIN), "attributes": attributes, "messages": messages}
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def _messages(checker: ThingsBoardChecker, device: str) -> list[dict[str, Any]]:
+    dev = checker.devices[device]
+    out = [
+        {
+            "device": device,
+            "msgType": "POST_TELEMETRY_REQUEST",
+            "msg": values,
+            "metadata": {"ts": str(ts), "deviceName": device, "deviceType": "tinyml-node"},
+        }
+        for ts, values in sorted(dev.telemetry, key=lambda e: e[0])
+    ]
+    out += [
+        {
+            "device": device,
+            "msgType": "POST_ATTRIBUTES_REQUEST",
+            "msg": values,
+            "metadata": {"deviceName": device, "deviceType": "tinyml-node"},
+        }
+        for values in dev.attribute_updates
+    ]
+    return out
+
+
+async def test_the_node_chain_raises_exactly_the_alarms_the_gateways_messages_call_for(
+    tmp_path: Path, pty
+) -> None:
+    tb = tb_broker(tmp_path / "tb")
+    checker = ThingsBoardChecker(tb.host, tb.port)
+    await checker.start()
+    link = pty()
+    faults = {"corrupt_permille": CORRUPT, "wrong_permille": WRONG}
+    nodes = [
+        SimulatedNode(A, window=True, heartbeat_period_s=1, **faults),
+        SimulatedNode(B, window=True, heartbeat_period_s=1),
+        SimulatedNode(C, window=True, heartbeat_period_s=1),
+    ]
+    names = {A: "press-1", B: "press-2", C: "pump-a"}
+    cfg = gateway_config(
+        tmp_path,
+        None,
+        [link.path],
+        mqtt={"enabled": False},
+        thingsboard=tb_section(tb),
+        nodes={node_hex(n): {"name": name} for n, name in names.items()},
+        verify={
+            "enabled": True,
+            "max_wait_ms": 1000,
+            "models": [
+                {
+                    "file": str(MODEL_DIR / "model.tflite"),
+                    "sha256": meta()["sha256"],
+                    "policy": "flag",
+                }
+            ],
+        },
+    )
+    try:
+        async with running(cfg):
+            await asyncio.wait_for(
+                NodeRunner(link, nodes, rate_hz=20, count=COUNT).run(until_acked=True), 120
+            )
+            await checker.wait_for(
+                lambda: all(
+                    sum("seq" in v and "label_index" in v for _, v in checker.telemetry_of(name))
+                    >= COUNT
+                    for name in names.values()
+                )
+            )
+            link.close()  # the nodes' port goes away: the gateway says they are offline
+            await checker.wait_for(
+                lambda: all(
+                    checker.devices[name].attributes.get("online") is False
+                    for name in names.values()
+                )
+            )
+    finally:
+        await checker.stop()
+        tb.stop()
+    assert checker.violations == []
+
+    # thresholds: A's own; B has no customer and takes the tenant's; C's customer's
+    attributes = {
+        "devices": {
+            "press-1": {
+                "tinymlAnomalyLabels": "badminton",
+                "tinymlAnomalyMinScore": 0.9,
+                "tinymlLowBatteryMv": 2960,
+            }
+        },
+        "customers": {
+            "press-2": None,
+            "pump-a": {"tinymlAnomalyLabels": "running", "tinymlLowBatteryMv": 2960},
+        },
+        "tenant": {
+            "tinymlAnomalyLabels": "badminton",
+            "tinymlAnomalyMinScore": 0.99,
+            "tinymlLowBatteryMv": 2960,
+        },
+    }
+    rules = {A: ("badminton", 0.9), B: ("badminton", 0.99), C: ("running", 0.99)}
+    for n, name in names.items():
+        messages = _messages(checker, name)
+        result = _evaluate(messages, attributes)
+        labels_, min_score = rules[n]
+        for m, actions in zip(messages, result["actions"], strict=True):
+            v = m["msg"]
+            alarms = {(a["alarm"], a["action"]) for a in actions if "alarm" in a}
+            if "label_index" in v and "label" in v:
+                anomalous = v["label"] in labels_.split(",") and v["score"] >= min_score
+                raised = ("TinyML anomaly", "create") in alarms or (
+                    "TinyML anomaly",
+                    "update",
+                ) in alarms
+                assert raised == anomalous, (name, v["seq"], v["label"], v["score"], alarms)
+                if not anomalous:
+                    assert ("TinyML anomaly", "create") not in alarms
+                assert v["label"] == LABELS[v["label_index"]]
+            if v.get("verified") is True:
+                faulty = n == A and fault_of(n, v["seq"], CORRUPT, WRONG) is not None
+                flagged = {
+                    ("TinyML verification disagreement", "create"),
+                    ("TinyML verification disagreement", "update"),
+                } & alarms
+                assert bool(flagged) == faulty, (name, v["seq"], alarms)
+            if "battery_mv" in v and v["battery_mv"] < 2960:
+                assert alarms & {("TinyML low battery", "create"), ("TinyML low battery", "update")}
+        # anomalies happened, and the faulty events of A were flagged
+        kinds = {a["alarm"] for acts in result["actions"] for a in acts if "alarm" in a}
+        assert "TinyML low battery" in kinds and "TinyML node offline" in kinds
+        assert result["alarms"][f"{name}|TinyML node offline"]["cleared"] is False
+        if n == A:
+            assert "TinyML verification disagreement" in kinds and "TinyML anomaly" in kinds
+    # the thresholds came from three places: C's anomalies are its customer's label only
+    c_alarms = [
+        m["msg"]["label"]
+        for m, acts in zip(
+            _messages(checker, "pump-a"),
+            _evaluate(_messages(checker, "pump-a"), attributes)["actions"],
+            strict=True,
+        )
+        if any(
+            a.get("alarm") == "TinyML anomaly" and a["action"] in ("create", "update") for a in acts
+        )
+    ]
+    assert c_alarms and set(c_alarms) == {"running"}
+
+
+def test_the_node_chain_at_its_thresholds_and_their_fallbacks() -> None:
+    """Crafted messages at each threshold: the gateway's data rarely sits on one."""
+
+    def event(score: float, **over: Any) -> dict[str, Any]:
+        values = {
+            "label": "anomaly",
+            "label_index": 1,
+            "score": score,
+            "model_id": "0x91e3fbd4",
+            "key": "k",
+            "seq": 1,
+            **over,
+        }
+        return {"device": "d", "msgType": "POST_TELEMETRY_REQUEST", "msg": values, "metadata": {}}
+
+    def created(result: dict[str, Any], i: int, alarm: str) -> str | None:
+        hits = [
+            a
+            for a in result["actions"][i]
+            if a.get("alarm") == alarm and a["action"] in ("create", "update")
+        ]
+        return hits[0]["severity"] if hits else None
+
+    # the defaults: label "anomaly", 0.8, critical from 0.95
+    r = _evaluate(
+        [event(0.79), event(0.8), event(0.949), event(0.95), event(0.99, label="normal")],
+        {"devices": {}, "customers": {}, "tenant": {}},
+    )
+    assert [created(r, i, "TinyML anomaly") for i in range(5)] == [
+        None,
+        "MAJOR",
+        "MAJOR",
+        "CRITICAL",
+        None,
+    ]
+    assert r["alarms"]["d|TinyML anomaly"]["cleared"] is True  # the normal event cleared it
+    assert r["alarms"]["d|TinyML anomaly"]["details"]["count"] == 3
+    # device over customer over tenant
+    msgs = [event(0.85), event(0.85), event(0.85)]
+    for m, device in zip(msgs, ("dev", "cus", "ten"), strict=True):
+        m["device"] = device
+    attrs = {
+        "devices": {"dev": {"tinymlAnomalyMinScore": 0.9}},
+        "customers": {
+            "dev": {"tinymlAnomalyMinScore": 0.5},
+            "cus": {"tinymlAnomalyMinScore": 0.84},
+            "ten": None,
+        },
+        "tenant": {"tinymlAnomalyMinScore": 0.86},
+    }
+    r = _evaluate(msgs, attrs)
+    assert [created(r, i, "TinyML anomaly") for i in range(3)] == [None, "MAJOR", None]
+    # low battery: below the threshold raises, only 100 mV above it clears
+    hb = [
+        {
+            "device": "d",
+            "msgType": "POST_TELEMETRY_REQUEST",
+            "msg": {"battery_mv": mv},
+            "metadata": {},
+        }
+        for mv in (3299, 3350, 3400, 3250)
+    ]
+    r = _evaluate(hb, {"devices": {}, "customers": {}, "tenant": {}})
+    acts = [{(a["alarm"], a["action"]) for a in acts if "alarm" in a} for acts in r["actions"]]
+    assert acts == [
+        {("TinyML low battery", "create")},
+        set(),
+        {("TinyML low battery", "clear")},
+        {("TinyML low battery", "create")},
+    ]
+    # inactivity raises the offline alarm, activity clears it; the online attribute likewise
+    ev = [
+        {"device": "d", "msgType": "INACTIVITY_EVENT", "msg": {"active": False}, "metadata": {}},
+        {"device": "d", "msgType": "ACTIVITY_EVENT", "msg": {"active": True}, "metadata": {}},
+        {
+            "device": "d",
+            "msgType": "POST_ATTRIBUTES_REQUEST",
+            "msg": {"online": False, "offline_reason": "port closed"},
+            "metadata": {},
+        },
+        {
+            "device": "d",
+            "msgType": "POST_ATTRIBUTES_REQUEST",
+            "msg": {"firmware_version": "1.0"},
+            "metadata": {},
+        },
+    ]
+    r = _evaluate(ev, {"devices": {}, "customers": {}, "tenant": {}})
+    acts = [{(a["alarm"], a["action"]) for a in acts if "alarm" in a} for acts in r["actions"]]
+    assert acts == [
+        {("TinyML node offline", "create")},
+        {("TinyML node offline", "clear")},
+        {("TinyML node offline", "create")},
+        set(),
+    ]
+    assert r["alarms"]["d|TinyML node offline"]["details"]["reason"] == "port closed"
+    # RPC to the device goes to the RPC node
+    r = _evaluate(
+        [
+            {
+                "device": "d",
+                "msgType": "RPC_CALL_FROM_SERVER_TO_DEVICE",
+                "msg": {"method": "ping"},
+                "metadata": {},
+            }
+        ],
+        {"devices": {}, "customers": {}, "tenant": {}},
+    )
+    assert [a["action"] for a in r["actions"][0]] == ["TbSendRPCRequestNode"]

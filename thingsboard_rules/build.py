@@ -1,0 +1,310 @@
+"""Writes the ThingsBoard import files of thingsboard_rules/ from scripts/*.js.
+
+    python thingsboard_rules/build.py          # rewrite them
+    python thingsboard_rules/build.py --check  # exit 1 if a committed file is out of date
+
+Each rule node script is one source in the subset of JavaScript that TBEL (ThingsBoard's
+default script language, MVEL-based) shares: `var`, `function`, `if`, parenthesised
+ternaries, `==` and `!=` against null, string `indexOf`, list `push`, `parseFloat`,
+`JSON.parse`. The same text becomes the node's `tbelScript` and its `jsScript`, so the
+JavaScript form the tests run in Node.js is the TBEL the server runs. One macro:
+`SETTING(name, "default")` becomes the value of the server attribute `name` of the device,
+else of its customer, else of the tenant (fetched into the metadata by the chain's
+attribute nodes as `ss_name`, `customer_name`, `tenant_name`), else the default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = HERE / "scripts"
+E = "org.thingsboard.rule.engine."
+
+# the server attributes that tune the node chain (thingsboard_rules/README.md)
+NODE_SETTINGS = {
+    "tinymlAnomalyLabels": "anomaly",
+    "tinymlAnomalyMinScore": "0.8",
+    "tinymlCriticalScore": "0.95",
+    "tinymlLowBatteryMv": "3300",
+}
+
+Node = dict[str, Any]
+
+
+def setting(name: str, default: str) -> str:
+    return (
+        f"(metadata.ss_{name} != null ? metadata.ss_{name} : "
+        f"(metadata.customer_{name} != null ? metadata.customer_{name} : "
+        f"(metadata.tenant_{name} != null ? metadata.tenant_{name} : {json.dumps(default)})))"
+    )
+
+
+def script(name: str) -> str:
+    text = (SCRIPTS / f"{name}.js").read_text()
+
+    def expand(m: re.Match[str]) -> str:
+        if m.group(1) not in NODE_SETTINGS:
+            raise SystemExit(f"scripts/{name}.js: {m.group(1)} is not a setting of NODE_SETTINGS")
+        return setting(m.group(1), m.group(2))
+
+    return re.sub(r'SETTING\((\w+), "([^"]*)"\)', expand, text)
+
+
+def node(cls: str, name: str, config: dict[str, Any], x: int, y: int, version: int = 0) -> Node:
+    out: Node = {
+        "additionalInfo": {"description": "", "layoutX": x, "layoutY": y},
+        "type": E + cls,
+        "name": name,
+        "debugSettings": None,
+        "singletonMode": False,
+        "queueName": None,
+        "configurationVersion": version,
+        "configuration": config,
+    }
+    return out
+
+
+def scripted(cls: str, name: str, src: str, x: int, y: int) -> Node:
+    code = script(src)
+    return node(cls, name, {"scriptLang": "TBEL", "jsScript": code, "tbelScript": code}, x, y)
+
+
+def alarm(
+    create: bool,
+    name: str,
+    alarm_type: str,
+    details: str,
+    x: int,
+    y: int,
+    severity: str = "MAJOR",
+    dynamic: bool = False,
+) -> Node:
+    code = script(details)
+    config: dict[str, Any] = {
+        "alarmType": alarm_type,
+        "scriptLang": "TBEL",
+        "alarmDetailsBuildJs": code,
+        "alarmDetailsBuildTbel": code,
+    }
+    if create:
+        config.update(
+            {
+                "severity": "${alarmSeverity}" if dynamic else severity,
+                "dynamicSeverity": dynamic,
+                "propagate": True,
+                "propagateToOwner": False,
+                "propagateToTenant": False,
+                "useMessageAlarmData": False,
+                "overwriteAlarmDetails": True,
+                "relationTypes": [],
+            }
+        )
+    return node(
+        "action.TbCreateAlarmNode" if create else "action.TbClearAlarmNode", name, config, x, y
+    )
+
+
+def fetch(cls: str, name: str, prefix: str, x: int, y: int) -> Node:
+    mapping = {k: f"{prefix}_{k}" for k in NODE_SETTINGS}
+    return node(
+        cls,
+        name,
+        {"dataToFetch": "ATTRIBUTES", "dataMapping": mapping, "fetchTo": "METADATA"},
+        x,
+        y,
+        version=1,
+    )
+
+
+ANOMALY = "TinyML anomaly"
+DISAGREEMENT = "TinyML verification disagreement"
+LOW_BATTERY = "TinyML low battery"
+OFFLINE = "TinyML node offline"
+
+
+def node_chain() -> dict[str, Any]:
+    nodes = [
+        node("filter.TbMsgTypeSwitchNode", "message type", {"version": 0}, 300, 150),  # 0
+        node(
+            "telemetry.TbMsgTimeseriesNode",
+            "save telemetry",
+            {
+                "defaultTTL": 0,
+                "useServerTs": False,
+                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
+            },
+            600,
+            50,
+            version=1,
+        ),  # 1
+        node(
+            "telemetry.TbMsgAttributesNode",
+            "save client attributes",
+            {
+                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
+                "scope": "CLIENT_SCOPE",
+                "notifyDevice": False,
+                "sendAttributesUpdatedNotification": False,
+                "updateAttributesOnlyOnValueChange": True,
+            },
+            600,
+            350,
+            version=3,
+        ),  # 2
+        node(
+            "metadata.TbGetAttributesNode",
+            "device thresholds",
+            {
+                "clientAttributeNames": [],
+                "sharedAttributeNames": [],
+                "serverAttributeNames": list(NODE_SETTINGS),
+                "latestTsKeyNames": [],
+                "tellFailureIfAbsent": False,
+                "getLatestValueWithTs": False,
+                "fetchTo": "METADATA",
+            },
+            600,
+            150,
+            version=1,
+        ),  # 3
+        fetch(
+            "metadata.TbGetCustomerAttributeNode", "customer thresholds", "customer", 850, 150
+        ),  # 4
+        fetch("metadata.TbGetTenantAttributeNode", "tenant thresholds", "tenant", 1100, 150),  # 5
+        scripted("filter.TbJsSwitchNode", "classify", "classify_node", 1350, 150),  # 6
+        scripted(
+            "transform.TbTransformMsgNode", "anomaly severity", "anomaly_severity", 1600, 0
+        ),  # 7
+        alarm(True, "anomaly", ANOMALY, "anomaly_details", 1850, 0, dynamic=True),  # 8
+        alarm(False, "no anomaly", ANOMALY, "keep_details", 1600, 80),  # 9
+        alarm(
+            True, "verification disagreement", DISAGREEMENT, "disagreement_details", 1600, 160
+        ),  # 10
+        alarm(False, "verification agreement", DISAGREEMENT, "keep_details", 1600, 240),  # 11
+        alarm(
+            True, "low battery", LOW_BATTERY, "battery_details", 1600, 320, severity="WARNING"
+        ),  # 12
+        alarm(False, "battery ok", LOW_BATTERY, "keep_details", 1600, 400),  # 13
+        scripted("filter.TbJsSwitchNode", "online attribute", "online_switch", 850, 350),  # 14
+        alarm(True, "node offline", OFFLINE, "offline_details", 1100, 450),  # 15
+        alarm(False, "node online", OFFLINE, "keep_details", 1100, 550),  # 16
+        node(
+            "rpc.TbSendRPCRequestNode", "RPC to the node", {"timeoutInSeconds": 60}, 600, 550
+        ),  # 17
+    ]
+    connections = [
+        (0, 1, "Post telemetry"),
+        (0, 3, "Post telemetry"),
+        (0, 2, "Post attributes"),
+        (0, 14, "Post attributes"),
+        (0, 15, "Inactivity Event"),
+        (0, 16, "Activity Event"),
+        (0, 17, "RPC Request to Device"),
+        (3, 4, "Success"),
+        (3, 4, "Failure"),
+        (4, 5, "Success"),
+        (4, 5, "Failure"),  # a device that belongs to no customer
+        (5, 6, "Success"),
+        (5, 6, "Failure"),
+        (6, 7, "Anomaly"),
+        (7, 8, "Success"),
+        (6, 9, "No anomaly"),
+        (6, 10, "Disagreement"),
+        (6, 11, "Agreement"),
+        (6, 12, "Low battery"),
+        (6, 13, "Battery ok"),
+        (14, 15, "Offline"),
+        (14, 16, "Online"),
+    ]
+    return {
+        "ruleChain": {
+            "additionalInfo": {
+                "description": "tinyml-node devices of the tinyml-gateway: telemetry, attributes, alarms, RPC"
+            },
+            "name": "TinyML node",
+            "type": "CORE",
+            "firstRuleNodeId": None,
+            "root": False,
+            "debugMode": False,
+            "configuration": None,
+        },
+        "metadata": {
+            "version": 1,
+            "firstNodeIndex": 0,
+            "nodes": nodes,
+            "connections": [{"fromIndex": a, "toIndex": b, "type": t} for a, b, t in connections],
+            "ruleChainConnections": None,
+        },
+    }
+
+
+def device_profile() -> dict[str, Any]:
+    """The tinyml-node profile: the node chain by default, MQTT transport (the gateway's
+    sub-devices), no profile alarm rules (the chain raises the alarms)."""
+    return {
+        "name": "tinyml-node",
+        "description": "A TinyML sensor node behind a tinyml-gateway (thingsboard_rules/README.md)",
+        "type": "DEFAULT",
+        "transportType": "MQTT",
+        "provisionType": "DISABLED",
+        "image": None,
+        "defaultRuleChainId": None,
+        "defaultDashboardId": None,
+        "defaultQueueName": None,
+        "provisionDeviceKey": None,
+        "firmwareId": None,
+        "softwareId": None,
+        "defaultEdgeRuleChainId": None,
+        "default": False,
+        "profileData": {
+            "configuration": {"type": "DEFAULT"},
+            "transportConfiguration": {
+                "type": "MQTT",
+                "deviceTelemetryTopic": "v1/devices/me/telemetry",
+                "deviceAttributesTopic": "v1/devices/me/attributes",
+                "deviceAttributesSubscribeTopic": "v1/devices/me/attributes",
+                "transportPayloadTypeConfiguration": {"transportPayloadType": "JSON"},
+                "sparkplug": False,
+                "sendAckOnValidationException": False,
+            },
+            "provisionConfiguration": {"type": "DISABLED", "provisionDeviceSecret": None},
+            "alarms": None,
+        },
+    }
+
+
+FILES = {
+    "rule_chains/tinyml_node.json": node_chain,
+    "device_profiles/tinyml_node.json": device_profile,
+}
+
+
+def render() -> dict[str, str]:
+    return {name: json.dumps(make(), indent=2) + "\n" for name, make in FILES.items()}
+
+
+def main() -> int:
+    files = render()
+    if "--check" in sys.argv:
+        stale = [
+            n for n, t in files.items() if not (HERE / n).exists() or (HERE / n).read_text() != t
+        ]
+        for n in stale:
+            print(
+                f"thingsboard_rules/{n} is out of date: run python thingsboard_rules/build.py",
+                file=sys.stderr,
+            )
+        return 1 if stale else 0
+    for name, text in files.items():
+        (HERE / name).parent.mkdir(parents=True, exist_ok=True)
+        (HERE / name).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

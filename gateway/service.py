@@ -189,9 +189,24 @@ def _health_sections(gw: Gateway) -> None:
     gw.health.section("nodes", nodes)
     gw.health.section("outbox", outbox)
     gw.health.section("sinks", lambda: {s.name: s.health() for s in gw.sinks})
-    gw.health.section(
-        "sources", lambda: {k: v for src in gw.sources for k, v in src.health().items()}
-    )
+    def sources() -> dict[str, Any]:
+        return {k: v for src in gw.sources for k, v in src.health().items()}
+
+    def totals() -> dict[str, Any]:
+        # gateway-wide sums of what each port and BLE link reports (their "bad" counts by
+        # reason): one key for a rule or an alarm to watch
+        return {"frames_bad": _bad_frames(sources())}
+
+    gw.health.section("sources", sources)
+    gw.health.section("totals", totals)
+
+
+def _bad_frames(section: Any) -> int:
+    if not isinstance(section, dict):
+        return 0
+    own = section.get("bad")
+    total = sum(own.values()) if isinstance(own, dict) else 0
+    return total + sum(_bad_frames(v) for k, v in section.items() if k != "bad")
 
 
 async def _maintain(gw: Gateway) -> None:

@@ -92,6 +92,8 @@ async def test_garbage_truncated_and_corrupt_frames_do_not_hurt_good_ones(
         assert stats.bad["too_long"] >= 2 and stats.bad["bad_crc"] >= 1
         assert stats.bad["unsupported_version"] == 1
         assert stats.open  # the port was never closed over it
+        # the gateway-wide total the ThingsBoard gateway chain watches
+        assert gw.health.payload()["totals"]["frames_bad"] == stats.bad.total()
     # one line for the first bad frame; the rest were counted, not logged
     lines = [r for r in caplog.records if r.name == "gateway.input"]
     assert 1 <= len(lines) <= 2

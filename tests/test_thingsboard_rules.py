@@ -418,3 +418,79 @@ def test_the_node_chain_at_its_thresholds_and_their_fallbacks() -> None:
         {"devices": {}, "customers": {}, "tenant": {}},
     )
     assert [a["action"] for a in r["actions"][0]] == ["TbSendRPCRequestNode"]
+
+
+GATEWAY_CHAIN = RULES / "rule_chains" / "tinyml_gateway.json"
+
+
+def test_the_gateway_chain_raises_on_growth_not_on_totals() -> None:
+    def report(previous: dict[str, Any] | None = None, **values: Any) -> dict[str, Any]:
+        health = {
+            "outbox.used_bytes": 1000,
+            "sinks.mqtt.connected": True,
+            "sinks.thingsboard.connected": True,
+            **values,
+        }
+        return {
+            "device": "gw",
+            "msgType": "POST_TELEMETRY_REQUEST",
+            "msg": health,
+            "metadata": {k: str(v) for k, v in (previous or {}).items()},
+        }
+
+    def run(
+        messages: list[dict[str, Any]], attrs: dict[str, Any] | None = None
+    ) -> list[set[tuple[str, str]]]:
+        done = subprocess.run(
+            [str(node_binary()), str(RULES / "test" / "evaluate.js")],
+            input=json.dumps({"chain": str(GATEWAY_CHAIN), "attributes": attrs or {"devices": {}, "customers": {}, "tenant": {}}, "messages": messages}),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return [
+            {(a["alarm"], a["action"]) for a in acts if "alarm" in a}
+            for acts in json.loads(done.stdout)["actions"]
+        ]
+
+    got = run(
+        [
+            report(),  # healthy
+            report(
+                {"outbox.dropped_cap": 5}, **{"outbox.dropped_cap": 5}
+            ),  # a total, unchanged: no alarm
+            report({"outbox.dropped_cap": 5}, **{"outbox.dropped_cap": 9}),  # it grew
+            report({"outbox.dropped_cap": 9}, **{"outbox.dropped_cap": 9}),
+            report(**{"sinks.mqtt.connected": False, "sinks.mqtt.last_error": "refused"}),
+            report(),
+            report(**{"outbox.used_bytes": 60_000_000}),
+            report(**{"outbox.used_bytes": 30_000_000}),  # between half and the limit: stays
+            report(**{"outbox.used_bytes": 20_000_000}),
+            report(
+                {"counters.rejected_unauthenticated": 1},
+                **{"counters.rejected_unauthenticated": 2, "totals.frames_bad": 0},
+            ),
+            report(
+                {"sinks.thingsboard.publish_refused": 0}, **{"sinks.thingsboard.publish_refused": 3}
+            ),
+            report(
+                **{"counters.rejected_unauthenticated": 4}
+            ),  # a restarted gateway's first report: from 0
+        ]
+    )
+    assert got == [
+        set(),
+        set(),
+        {("TinyML gateway dropped events", "create")},
+        {("TinyML gateway dropped events", "clear")},
+        {("TinyML gateway sink disconnected", "create")},
+        {("TinyML gateway sink disconnected", "clear")},
+        {("TinyML gateway outbox growing", "create")},
+        set(),
+        {("TinyML gateway outbox growing", "clear")},
+        {("TinyML gateway input rejected", "create")},
+        {("TinyML gateway publish refused", "create"), ("TinyML gateway input rejected", "clear")},
+        {("TinyML gateway input rejected", "create"), ("TinyML gateway publish refused", "clear")},
+    ]
+    # the outbox limit from a server attribute of the tenant
+    tenant = {"devices": {}, "customers": {}, "tenant": {"tinymlOutboxMaxBytes": 500}}
+    assert run([report()], tenant) == [{("TinyML gateway outbox growing", "create")}]

@@ -32,6 +32,22 @@ NODE_SETTINGS = {
     "tinymlCriticalScore": "0.95",
     "tinymlLowBatteryMv": "3300",
 }
+GATEWAY_SETTINGS = {"tinymlOutboxMaxBytes": "50000000"}
+SETTINGS = {**NODE_SETTINGS, **GATEWAY_SETTINGS}
+# what the gateway chain compares with the last report: the latest values, fetched before
+# this report is saved (flattened health keys, docs/thingsboard.md)
+GATEWAY_COUNTERS = [
+    "outbox.dropped_cap",
+    "outbox.expired",
+    "outbox.dropped_events:mqtt",
+    "outbox.dropped_events:thingsboard",
+    "counters.events_lost_at_node",
+    "counters.events_refused_disk_full",
+    "sinks.mqtt.publish_refused",
+    "sinks.thingsboard.publish_refused",
+    "counters.rejected_unauthenticated",
+    "totals.frames_bad",
+]
 
 Node = dict[str, Any]
 
@@ -48,8 +64,8 @@ def script(name: str) -> str:
     text = (SCRIPTS / f"{name}.js").read_text()
 
     def expand(m: re.Match[str]) -> str:
-        if m.group(1) not in NODE_SETTINGS:
-            raise SystemExit(f"scripts/{name}.js: {m.group(1)} is not a setting of NODE_SETTINGS")
+        if m.group(1) not in SETTINGS:
+            raise SystemExit(f"scripts/{name}.js: {m.group(1)} is not a setting of SETTINGS")
         return setting(m.group(1), m.group(2))
 
     return re.sub(r'SETTING\((\w+), "([^"]*)"\)', expand, text)
@@ -109,8 +125,8 @@ def alarm(
     )
 
 
-def fetch(cls: str, name: str, prefix: str, x: int, y: int) -> Node:
-    mapping = {k: f"{prefix}_{k}" for k in NODE_SETTINGS}
+def fetch(cls: str, name: str, prefix: str, settings: dict[str, str], x: int, y: int) -> Node:
+    mapping = {k: f"{prefix}_{k}" for k in settings}
     return node(
         cls,
         name,
@@ -173,9 +189,21 @@ def node_chain() -> dict[str, Any]:
             version=1,
         ),  # 3
         fetch(
-            "metadata.TbGetCustomerAttributeNode", "customer thresholds", "customer", 850, 150
+            "metadata.TbGetCustomerAttributeNode",
+            "customer thresholds",
+            "customer",
+            NODE_SETTINGS,
+            850,
+            150,
         ),  # 4
-        fetch("metadata.TbGetTenantAttributeNode", "tenant thresholds", "tenant", 1100, 150),  # 5
+        fetch(
+            "metadata.TbGetTenantAttributeNode",
+            "tenant thresholds",
+            "tenant",
+            NODE_SETTINGS,
+            1100,
+            150,
+        ),  # 5
         scripted("filter.TbJsSwitchNode", "classify", "classify_node", 1350, 150),  # 6
         scripted(
             "transform.TbTransformMsgNode", "anomaly severity", "anomaly_severity", 1600, 0
@@ -221,12 +249,21 @@ def node_chain() -> dict[str, Any]:
         (14, 15, "Offline"),
         (14, 16, "Online"),
     ]
+    return rule_chain(
+        "TinyML node",
+        "tinyml-node devices of the tinyml-gateway: telemetry, attributes, alarms, RPC",
+        nodes,
+        connections,
+    )
+
+
+def rule_chain(
+    name: str, description: str, nodes: list[Node], connections: list[tuple[int, int, str]]
+) -> dict[str, Any]:
     return {
         "ruleChain": {
-            "additionalInfo": {
-                "description": "tinyml-node devices of the tinyml-gateway: telemetry, attributes, alarms, RPC"
-            },
-            "name": "TinyML node",
+            "additionalInfo": {"description": description},
+            "name": name,
             "type": "CORE",
             "firstRuleNodeId": None,
             "root": False,
@@ -243,12 +280,123 @@ def node_chain() -> dict[str, Any]:
     }
 
 
-def device_profile() -> dict[str, Any]:
-    """The tinyml-node profile: the node chain by default, MQTT transport (the gateway's
-    sub-devices), no profile alarm rules (the chain raises the alarms)."""
+OUTBOX = "TinyML gateway outbox growing"
+SINK = "TinyML gateway sink disconnected"
+DROPPED = "TinyML gateway dropped events"
+REFUSED = "TinyML gateway publish refused"
+REJECTED = "TinyML gateway input rejected"
+
+
+def gateway_chain() -> dict[str, Any]:
+    pairs = [
+        (OUTBOX, "Outbox growing", "Outbox ok", "MAJOR"),
+        (SINK, "Sink disconnected", "Sinks connected", "MAJOR"),
+        (DROPPED, "Events dropped", "Nothing dropped", "CRITICAL"),
+        (REFUSED, "Publish refused", "No refusals", "WARNING"),
+        (REJECTED, "Input rejected", "No rejections", "WARNING"),
+    ]
+    nodes = [
+        node("filter.TbMsgTypeSwitchNode", "message type", {"version": 0}, 300, 150),  # 0
+        node(
+            "metadata.TbGetAttributesNode",
+            "last report and thresholds",
+            {
+                "clientAttributeNames": [],
+                "sharedAttributeNames": [],
+                "serverAttributeNames": list(GATEWAY_SETTINGS),
+                "latestTsKeyNames": GATEWAY_COUNTERS,
+                "tellFailureIfAbsent": False,
+                "getLatestValueWithTs": False,
+                "fetchTo": "METADATA",
+            },
+            600,
+            150,
+            version=1,
+        ),  # 1
+        fetch(
+            "metadata.TbGetCustomerAttributeNode",
+            "customer thresholds",
+            "customer",
+            GATEWAY_SETTINGS,
+            850,
+            150,
+        ),  # 2
+        fetch(
+            "metadata.TbGetTenantAttributeNode",
+            "tenant thresholds",
+            "tenant",
+            GATEWAY_SETTINGS,
+            1100,
+            150,
+        ),  # 3
+        scripted("filter.TbJsSwitchNode", "classify", "classify_gateway", 1350, 150),  # 4
+        node(
+            "telemetry.TbMsgTimeseriesNode",
+            "save telemetry",
+            {
+                "defaultTTL": 0,
+                "useServerTs": False,
+                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
+            },
+            1350,
+            20,
+            version=1,
+        ),  # 5
+        node(
+            "telemetry.TbMsgAttributesNode",
+            "save client attributes",
+            {
+                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
+                "scope": "CLIENT_SCOPE",
+                "notifyDevice": False,
+                "sendAttributesUpdatedNotification": False,
+                "updateAttributesOnlyOnValueChange": True,
+            },
+            600,
+            350,
+            version=3,
+        ),  # 6
+        node(
+            "rpc.TbSendRPCRequestNode", "RPC to the gateway", {"timeoutInSeconds": 60}, 600, 450
+        ),  # 7
+    ]
+    connections = [
+        (0, 1, "Post telemetry"),
+        (0, 6, "Post attributes"),
+        (0, 7, "RPC Request to Device"),
+        (1, 2, "Success"),
+        (1, 2, "Failure"),
+        (2, 3, "Success"),
+        (2, 3, "Failure"),
+        (3, 4, "Success"),
+        (3, 4, "Failure"),
+        (3, 5, "Success"),  # saved once the last report's values are read
+        (3, 5, "Failure"),
+    ]
+    for i, (alarm_type, raise_on, clear_on, severity) in enumerate(pairs):
+        y = 300 + 100 * i
+        nodes.append(
+            alarm(True, raise_on.lower(), alarm_type, "gateway_details", 1650, y, severity=severity)
+        )
+        nodes.append(alarm(False, clear_on.lower(), alarm_type, "keep_details", 1900, y))
+        connections += [(4, len(nodes) - 2, raise_on), (4, len(nodes) - 1, clear_on)]
+    return rule_chain(
+        "TinyML gateway",
+        "the tinyml-gateway device's own health: outbox, sinks, dropped events, refusals, rejected input",
+        nodes,
+        connections,
+    )
+
+
+def device_profile(
+    name: str = "tinyml-node",
+    description: str = "A TinyML sensor node behind a tinyml-gateway (thingsboard_rules/README.md)",
+) -> dict[str, Any]:
+    """A profile whose default rule chain (set when imported) handles its devices: MQTT
+    transport, no profile alarm rules (the chains raise the alarms)."""
     return {
-        "name": "tinyml-node",
-        "description": "A TinyML sensor node behind a tinyml-gateway (thingsboard_rules/README.md)",
+        "name": name,
+        "description": description,
         "type": "DEFAULT",
         "transportType": "MQTT",
         "provisionType": "DISABLED",
@@ -280,7 +428,11 @@ def device_profile() -> dict[str, Any]:
 
 FILES = {
     "rule_chains/tinyml_node.json": node_chain,
+    "rule_chains/tinyml_gateway.json": gateway_chain,
     "device_profiles/tinyml_node.json": device_profile,
+    "device_profiles/tinyml_gateway.json": lambda: device_profile(
+        "tinyml-gateway", "The device a tinyml-gateway connects as (thingsboard_rules/README.md)"
+    ),
 }
 
 

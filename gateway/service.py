@@ -189,6 +189,7 @@ def _health_sections(gw: Gateway) -> None:
     gw.health.section("nodes", nodes)
     gw.health.section("outbox", outbox)
     gw.health.section("sinks", lambda: {s.name: s.health() for s in gw.sinks})
+
     def sources() -> dict[str, Any]:
         return {k: v for src in gw.sources for k, v in src.health().items()}
 

@@ -494,3 +494,56 @@ def test_the_gateway_chain_raises_on_growth_not_on_totals() -> None:
     # the outbox limit from a server attribute of the tenant
     tenant = {"devices": {}, "customers": {}, "tenant": {"tinymlOutboxMaxBytes": 500}}
     assert run([report()], tenant) == [{("TinyML gateway outbox growing", "create")}]
+
+
+# ---- the import script -------------------------------------------------------------------
+
+
+def _import(url: str, password: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(RULES / "import.py"),
+            "--url",
+            url,
+            "--user",
+            "tenant@thingsboard.org",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"TB_PASSWORD": password, "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_the_import_script_against_the_rest_api() -> None:
+    from tests.tb_rest import RestStandIn
+
+    with RestStandIn(password="s3cret") as tb:
+        done = _import(tb.url, "s3cret")
+        assert done.returncode == 0, done.stderr
+        assert {c["name"] for c in tb.rule_chains.values()} == {"TinyML node", "TinyML gateway"}
+        assert set(tb.metadata) == set(tb.rule_chains)  # every chain got its nodes
+        by_name = {c["name"]: c["id"]["id"] for c in tb.rule_chains.values()}
+        profiles = {p["name"]: p for p in tb.profiles.values()}
+        assert profiles["tinyml-node"]["defaultRuleChainId"]["id"] == by_name["TinyML node"]
+        assert profiles["tinyml-gateway"]["defaultRuleChainId"]["id"] == by_name["TinyML gateway"]
+        assert "imported rule chain TinyML node" in done.stdout
+        # again: the same entities, updated, no copies
+        again = _import(tb.url, "s3cret")
+        assert again.returncode == 0, again.stderr
+        assert len(tb.rule_chains) == 2 and len(tb.profiles) == 2
+        # a wrong password: one clear line
+        refused = _import(tb.url, "wrong")
+        assert refused.returncode == 1
+        assert (
+            refused.stderr.strip()
+            == "import: ThingsBoard refused the login of tenant@thingsboard.org: check the user and password"
+        )
+    # a server that is not there
+    gone = _import(tb.url, "s3cret")
+    assert (
+        gone.returncode == 1
+        and gone.stderr.startswith("import: cannot reach ThingsBoard at")
+        and "Traceback" not in gone.stderr
+    )

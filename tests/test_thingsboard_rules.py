@@ -529,10 +529,14 @@ def test_the_import_script_against_the_rest_api() -> None:
         assert profiles["tinyml-node"]["defaultRuleChainId"]["id"] == by_name["TinyML node"]
         assert profiles["tinyml-gateway"]["defaultRuleChainId"]["id"] == by_name["TinyML gateway"]
         assert "imported rule chain TinyML node" in done.stdout
+        assert {d["title"] for d in tb.dashboards.values()} == {
+            "TinyML fleet",
+            "TinyML gateway health",
+        }
         # again: the same entities, updated, no copies
         again = _import(tb.url, "s3cret")
         assert again.returncode == 0, again.stderr
-        assert len(tb.rule_chains) == 2 and len(tb.profiles) == 2
+        assert len(tb.rule_chains) == 2 and len(tb.profiles) == 2 and len(tb.dashboards) == 2
         # a wrong password: one clear line
         refused = _import(tb.url, "wrong")
         assert refused.returncode == 1
@@ -547,3 +551,144 @@ def test_the_import_script_against_the_rest_api() -> None:
         and gone.stderr.startswith("import: cannot reach ThingsBoard at")
         and "Traceback" not in gone.stderr
     )
+
+
+# ---- dashboards ------------------------------------------------------------------------------
+
+DASHBOARDS = sorted((RULES / "dashboards").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_a_dashboard_uses_existing_widgets_and_no_entity_ids(path: Path) -> None:
+    d = json.loads(path.read_text())
+    c = d["configuration"]
+    assert d["title"] and set(c) >= {"widgets", "states", "entityAliases", "timewindow", "settings"}
+    aliases = c["entityAliases"]
+    for a in aliases.values():
+        # by device type, or the entity a state was opened for: an id would be one server's
+        assert a["filter"]["type"] in ("deviceType", "stateEntity"), a
+        assert a["filter"].get("deviceTypes", ["tinyml-node"])[0] in (
+            "tinyml-node",
+            "tinyml-gateway",
+        )
+    for w in c["widgets"].values():
+        assert w["typeFullFqn"] in REFERENCE["widget_types"], w["typeFullFqn"]
+        sources = [
+            *w["config"].get("datasources", []),
+            *([w["config"]["alarmSource"]] if "alarmSource" in w["config"] else []),
+        ]
+        if w["type"] == "rpc":
+            sources = [w["config"]["targetDevice"]]
+        assert sources, w["config"]["title"]
+        for s in sources:
+            assert s["entityAliasId"] in aliases, w["config"]["title"]
+        for action in (a for acts in w["config"].get("actions", {}).values() for a in acts):
+            assert action["targetDashboardStateId"] in c["states"]
+    placed = {wid for s in c["states"].values() for wid in s["layouts"]["main"]["widgets"]}
+    assert placed == set(c["widgets"])
+    assert sum(s["root"] for s in c["states"].values()) == 1
+    text = path.read_text()
+    assert not re.search(r'"entityType":\s*"DEVICE"', text)  # no device picked by id
+
+
+def _used_keys() -> dict[str, set[str]]:
+    """What the shipped chains and dashboards read, by the device type they read it from."""
+    used: dict[str, set[str]] = {"tinyml-node": set(), "tinyml-gateway": set()}
+    for chain, device in ((NODE_CHAIN, "tinyml-node"), (GATEWAY_CHAIN, "tinyml-gateway")):
+        for n in json.loads(chain.read_text())["metadata"]["nodes"]:
+            config = n["configuration"]
+            for code in (config.get("jsScript", ""), config.get("alarmDetailsBuildJs", "")):
+                used[device] |= set(re.findall(r"\bmsg\.([a-z_]+)\b(?!\s*\()", code))
+                used[device] |= set(re.findall(r'\bmsg\["([^"]+)"\]', code))
+            used[device] |= set(config.get("latestTsKeyNames", []))
+    for path in DASHBOARDS:
+        c = json.loads(path.read_text())["configuration"]
+        by_alias = {
+            a["id"]: a["filter"].get("deviceTypes", ["tinyml-node"])[0]
+            for a in c["entityAliases"].values()
+        }
+        for w in c["widgets"].values():
+            for s in w["config"].get("datasources", []):
+                used[by_alias[s["entityAliasId"]]] |= {
+                    k["name"] for k in s["dataKeys"] if k["type"] in ("timeseries", "attribute")
+                }
+    return used
+
+
+async def _sent_keys(tmp_path: Path) -> dict[str, set[str]]:
+    """What the gateway sends: every telemetry field of its field table (config.TelemetryField),
+    its node attributes, and its own flattened health, from a real gateway with both bridges
+    and verification on."""
+    from typing import get_args
+
+    from gateway.config import TelemetryField
+    from gateway.protocol import Info
+    from gateway.service import build
+    from gateway.sinks.tb_payload import flatten, node_attributes
+
+    info = Info(1, 3, 10, 100, 30000, bytes(32), "1.0.0", "m", ("a", "b"))
+    attributes = set(
+        node_attributes(node="n", gateway="g", transport="serial", info=info, online=True)
+    )
+    attributes |= {"offline_reason"}  # sent with online false (gateway/sinks/thingsboard.py)
+    cfg = gateway_config(
+        tmp_path,
+        None,
+        ["/dev/ttyUSB0"],
+        thingsboard={"enabled": True, "access_token": "t"},
+        verify={
+            "enabled": True,
+            "models": [{"file": str(MODEL_DIR / "model.tflite"), "sha256": meta()["sha256"]}],
+        },
+    )
+    gw = await build(cfg)
+    try:
+        gw.health.counters["events"] += 1
+        # keys whose value is null now (a sink's last_error) are sent once they have one
+        payload = gw.health.payload()
+        health = set(flatten(payload)) | _null_keys(payload)
+    finally:
+        assert gw.verification is not None
+        gw.verification.close()
+        await gw.outbox.close()
+    return {"tinyml-node": set(get_args(TelemetryField)) | attributes, "tinyml-gateway": health}
+
+
+def _null_keys(payload: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in payload.items():
+        if isinstance(v, dict):
+            out |= _null_keys(v, f"{prefix}{k}.")
+        elif v is None:
+            out.add(f"{prefix}{k}")
+    return out
+
+
+async def test_every_key_read_is_sent_and_every_key_sent_is_read_or_said_unused(
+    tmp_path: Path,
+) -> None:
+    import fnmatch
+
+    used, sent = _used_keys(), await _sent_keys(tmp_path)
+    unused = json.loads((RULES / "keys.json").read_text())
+    for device in ("tinyml-node", "tinyml-gateway"):
+        # the gateway's counters appear once counted: the ones the chain reads exist when non-zero
+        missing = {
+            k
+            for k in used[device] - sent[device]
+            if not k.startswith(("counters.", "outbox.dropped_events:"))
+        }
+        assert missing == set(), f"{device}: read but never sent: {missing}"
+    node_unused = {**unused["node telemetry"], **unused["node attributes"]}
+    stray = {k for k in sent["tinyml-node"] - used["tinyml-node"] if k not in node_unused}
+    assert stray == set(), f"sent, never read, not listed in keys.json: {stray}"
+    patterns = unused["gateway telemetry"]
+    stray = {
+        k
+        for k in sent["tinyml-gateway"] - used["tinyml-gateway"]
+        if not any(fnmatch.fnmatch(k, p) for p in patterns)
+    }
+    assert stray == set(), f"gateway health sent, never read, not listed: {stray}"
+    # and what keys.json lists is really sent and really unread, not a leftover
+    assert set(node_unused) <= sent["tinyml-node"], set(node_unused) - sent["tinyml-node"]
+    assert not set(node_unused) & used["tinyml-node"], set(node_unused) & used["tinyml-node"]

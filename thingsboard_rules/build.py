@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -426,6 +427,404 @@ def device_profile(
     }
 
 
+# ---- dashboards --------------------------------------------------------------------------
+
+COLORS = ["#2196f3", "#4caf50", "#f44336", "#ffc107", "#607d8b", "#9c27b0", "#ff9800", "#795548"]
+
+
+def uid(name: str) -> str:
+    """A stable id for a dashboard part (widgets, aliases, actions): the same on every build."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tinyml-gateway:{name}"))
+
+
+def alias(name: str, device_type: str | None) -> dict[str, Any]:
+    """Devices by type, or the entity a dashboard state was opened for: never an entity id."""
+    if device_type is None:
+        flt: dict[str, Any] = {
+            "type": "stateEntity",
+            "resolveMultiple": False,
+            "stateEntityParamName": None,
+            "defaultStateEntity": None,
+        }
+    else:
+        flt = {
+            "type": "deviceType",
+            "resolveMultiple": True,
+            "deviceNameFilter": "",
+            "deviceTypes": [device_type],
+        }
+    return {"id": uid(f"alias:{name}"), "alias": name, "filter": flt}
+
+
+def key(name: str, kind: str, label: str, i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": kind,
+        "label": label,
+        "color": COLORS[i % len(COLORS)],
+        "settings": {},
+        "_hash": round(0.1 + i / 100, 3),
+        **extra,
+    }
+
+
+def datasource(alias_: dict[str, Any], keys: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "entity",
+        "name": None,
+        "entityAliasId": alias_["id"],
+        "filterId": None,
+        "dataKeys": keys,
+    }
+
+
+def widget(
+    name: str,
+    fqn: str,
+    kind: str,
+    title: str,
+    size: tuple[int, int, int, int],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    cols, rows, row, col = size
+    return {
+        "id": uid(f"widget:{name}"),
+        "typeFullFqn": fqn,
+        "type": kind,
+        "sizeX": cols,
+        "sizeY": rows,
+        "row": row,
+        "col": col,
+        "config": {
+            "title": title,
+            "showTitle": True,
+            "useDashboardTimewindow": True,
+            "actions": {},
+            "settings": {},
+            **config,
+        },
+    }
+
+
+def alarms_widget(
+    name: str, source: dict[str, Any], types: list[str], size: tuple[int, int, int, int]
+) -> dict[str, Any]:
+    columns = [
+        ("createdTime", "Created"),
+        ("originator", "Device"),
+        ("type", "Type"),
+        ("severity", "Severity"),
+        ("status", "Status"),
+    ]
+    return widget(
+        name,
+        "system.alarm_widgets.alarms_table",
+        "alarm",
+        "Alarms",
+        size,
+        {
+            "alarmSource": datasource(
+                source, [key(k, "alarm", label, i) for i, (k, label) in enumerate(columns)]
+            ),
+            "alarmTypeList": types,
+            "alarmStatusList": ["ACTIVE"],
+            "alarmSeverityList": [],
+            "searchPropagatedAlarms": False,
+            "alarmsPollingInterval": 5,
+            "settings": {
+                "enableSearch": True,
+                "displayDetails": True,
+                "allowAcknowledgment": True,
+                "allowClear": True,
+                "defaultSortOrder": "-createdTime",
+                "alarmsTitle": "Alarms",
+            },
+        },
+    )
+
+
+def chart(
+    name: str,
+    source: dict[str, Any],
+    title: str,
+    keys: list[tuple[str, str]],
+    size: tuple[int, int, int, int],
+) -> dict[str, Any]:
+    return widget(
+        name,
+        "system.time_series_chart",
+        "timeseries",
+        title,
+        size,
+        {
+            "datasources": [
+                datasource(
+                    source, [key(k, "timeseries", label, i) for i, (k, label) in enumerate(keys)]
+                )
+            ]
+        },
+    )
+
+
+def table(
+    name: str,
+    source: dict[str, Any],
+    title: str,
+    keys: list[tuple[str, str, str]],
+    size: tuple[int, int, int, int],
+    actions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    w = widget(
+        name,
+        "system.cards.entities_table",
+        "latest",
+        title,
+        size,
+        {
+            "datasources": [
+                datasource(
+                    source, [key(k, kind, label, i) for i, (k, kind, label) in enumerate(keys)]
+                )
+            ],
+            "settings": {
+                "entitiesTitle": title,
+                "enableSearch": True,
+                "displayEntityName": True,
+                "entityNameColumnTitle": "Device",
+                "displayPagination": True,
+                "defaultPageSize": 20,
+            },
+        },
+    )
+    if actions:
+        w["config"]["actions"] = actions
+    return w
+
+
+def rpc_button(
+    name: str,
+    source: dict[str, Any],
+    text: str,
+    method: str,
+    params: Any,
+    size: tuple[int, int, int, int],
+) -> dict[str, Any]:
+    """One command to the node of the state: ThingsBoard sends the RPC to the device, the
+    gateway's sink takes it to the node (docs/thingsboard.md) and answers with its ack."""
+    return widget(
+        name,
+        "system.control_widgets.rpcbutton",
+        "rpc",
+        text,
+        size,
+        {
+            "targetDevice": {"type": "entity", "entityAliasId": source["id"]},
+            "targetDeviceAliasIds": [source["id"]],
+            "settings": {
+                "requestTimeout": 10000,
+                "oneWayElseTwoWay": False,
+                "buttonText": text,
+                "methodName": method,
+                "methodParams": json.dumps(params),
+            },
+        },
+    )
+
+
+def state(name: str, title: str, root: bool, widgets: list[dict[str, Any]]) -> dict[str, Any]:
+    layout = {
+        w["id"]: {"sizeX": w["sizeX"], "sizeY": w["sizeY"], "row": w["row"], "col": w["col"]}
+        for w in widgets
+    }
+    return {
+        "name": title,
+        "root": root,
+        "layouts": {
+            "main": {
+                "widgets": layout,
+                "gridSettings": {"columns": 24, "margin": 10, "backgroundColor": "#eeeeee"},
+            }
+        },
+    }
+
+
+NODE_ALARMS = [ANOMALY, DISAGREEMENT, LOW_BATTERY, OFFLINE]
+GATEWAY_ALARMS = [OUTBOX, SINK, DROPPED, REFUSED, REJECTED]
+
+
+def dashboard(
+    title: str,
+    description: str,
+    aliases: list[dict[str, Any]],
+    states: dict[str, tuple[str, bool, list[dict[str, Any]]]],
+) -> dict[str, Any]:
+    widgets = {w["id"]: w for _, _, ws in states.values() for w in ws}
+    return {
+        "title": title,
+        "image": None,
+        "mobileHide": False,
+        "mobileOrder": None,
+        "configuration": {
+            "description": description,
+            "widgets": widgets,
+            "states": {sid: state(sid, t, root, ws) for sid, (t, root, ws) in states.items()},
+            "entityAliases": {a["id"]: a for a in aliases},
+            "filters": {},
+            "timewindow": {
+                "realtime": {"timewindowMs": 3_600_000, "interval": 10_000},
+                "aggregation": {"type": "NONE", "limit": 5000},
+            },
+            "settings": {
+                "stateControllerId": "entity",
+                "showTitle": True,
+                "showDashboardsSelect": True,
+                "showEntitiesSelect": True,
+                "showDashboardTimewindow": True,
+                "showDashboardExport": True,
+                "toolbarAlwaysOpen": True,
+            },
+        },
+        "name": title,
+    }
+
+
+def fleet_dashboard() -> dict[str, Any]:
+    nodes, node = alias("TinyML nodes", "tinyml-node"), alias("TinyML node", None)
+    open_node = {
+        "rowClick": [
+            {
+                "id": uid("action:open node"),
+                "name": "Node detail",
+                "icon": "more_horiz",
+                "type": "openDashboardState",
+                "targetDashboardStateId": "node",
+                "setEntityId": True,
+                "stateEntityParamName": None,
+                "openRightLayout": False,
+                "openInSeparateDialog": False,
+                "openInPopover": False,
+            }
+        ]
+    }
+    fleet = table(
+        "fleet",
+        nodes,
+        "Fleet",
+        [
+            ("online", "attribute", "Online"),
+            ("label", "timeseries", "Last label"),
+            ("score", "timeseries", "Score"),
+            ("battery_mv", "timeseries", "Battery mV"),
+            ("rssi", "timeseries", "RSSI dBm"),
+            ("agreement", "timeseries", "Gateway agrees"),
+            ("model_name", "attribute", "Model"),
+            ("firmware_version", "attribute", "Firmware"),
+        ],
+        (24, 8, 0, 0),
+        open_node,
+    )
+    detail = [
+        chart(
+            "scores",
+            node,
+            "Scores",
+            [("score", "Score"), ("gateway_score", "Gateway's score")],
+            (12, 6, 0, 0),
+        ),
+        chart(
+            "labels",
+            node,
+            "Labels",
+            [("label_index", "Node's label"), ("gateway_label_index", "Gateway's label")],
+            (12, 6, 0, 12),
+        ),
+        chart(
+            "heartbeat",
+            node,
+            "Heartbeat",
+            [
+                ("battery_mv", "Battery mV"),
+                ("temperature_c", "Temperature °C"),
+                ("rssi", "RSSI dBm"),
+                ("rx_errors", "RX errors"),
+                ("events_dropped", "Events dropped"),
+            ],
+            (12, 6, 6, 0),
+        ),
+        alarms_widget("node alarms", node, NODE_ALARMS, (12, 6, 6, 12)),
+        rpc_button(
+            "threshold", node, "Threshold 0.7", "set_threshold", {"threshold": 0.7}, (6, 3, 12, 0)
+        ),
+        rpc_button(
+            "sample rate", node, "Sample rate 10 Hz", "set_sample_rate", {"hz": 10}, (6, 3, 12, 6)
+        ),
+        rpc_button("ping", node, "Ping", "ping", {}, (6, 3, 12, 12)),
+        rpc_button("info", node, "Get info", "get_info", {}, (6, 3, 12, 18)),
+    ]
+    return dashboard(
+        "TinyML fleet",
+        "The tinyml-node devices of every tinyml-gateway: click a node for its detail.",
+        [nodes, node],
+        {
+            "default": (
+                "TinyML fleet",
+                True,
+                [fleet, alarms_widget("fleet alarms", nodes, NODE_ALARMS, (24, 7, 8, 0))],
+            ),
+            "node": ("${entityName}", False, detail),
+        },
+    )
+
+
+def gateway_dashboard() -> dict[str, Any]:
+    gws = alias("TinyML gateways", "tinyml-gateway")
+    widgets = [
+        table(
+            "gateways",
+            gws,
+            "Gateways",
+            [
+                ("online", "timeseries", "Online"),
+                ("version", "timeseries", "Version"),
+                ("uptime_s", "timeseries", "Uptime s"),
+                ("nodes.online", "timeseries", "Nodes online"),
+                ("nodes.known", "timeseries", "Nodes known"),
+                ("outbox.used_bytes", "timeseries", "Outbox bytes"),
+                ("sinks.mqtt.connected", "timeseries", "Node-RED bridge"),
+                ("sinks.thingsboard.delivered", "timeseries", "Delivered here"),
+            ],
+            (24, 5, 0, 0),
+        ),
+        chart(
+            "outbox",
+            gws,
+            "Outbox",
+            [("outbox.used_bytes", "Bytes"), ("outbox.queue", "Ingest queue")],
+            (12, 6, 5, 0),
+        ),
+        chart(
+            "events",
+            gws,
+            "Events and losses",
+            [
+                ("counters.events", "Events"),
+                ("counters.duplicates", "Duplicates"),
+                ("outbox.dropped_cap", "Dropped at the cap"),
+                ("totals.frames_bad", "Bad frames"),
+                ("counters.rejected_unauthenticated", "Unauthenticated"),
+            ],
+            (12, 6, 5, 12),
+        ),
+        alarms_widget("gateway alarms", gws, GATEWAY_ALARMS, (24, 6, 11, 0)),
+    ]
+    return dashboard(
+        "TinyML gateway health",
+        "The tinyml-gateway devices' own health.",
+        [gws],
+        {"default": ("TinyML gateway health", True, widgets)},
+    )
+
+
 FILES = {
     "rule_chains/tinyml_node.json": node_chain,
     "rule_chains/tinyml_gateway.json": gateway_chain,
@@ -433,6 +832,8 @@ FILES = {
     "device_profiles/tinyml_gateway.json": lambda: device_profile(
         "tinyml-gateway", "The device a tinyml-gateway connects as (thingsboard_rules/README.md)"
     ),
+    "dashboards/tinyml_fleet.json": fleet_dashboard,
+    "dashboards/tinyml_gateway.json": gateway_dashboard,
 }
 
 

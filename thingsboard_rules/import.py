@@ -1,11 +1,11 @@
 """Imports thingsboard_rules/ into a ThingsBoard server through its REST API.
 
     python thingsboard_rules/import.py --url http://localhost:8080 --user tenant@thingsboard.org
-        [--password-env TB_PASSWORD] [--dashboards]
+        [--password-env TB_PASSWORD] [--no-dashboards]
 
 Order: the rule chains (each created, then its nodes and connections saved), then the
 device profiles with their default rule chain set to the chain of the same name, then
-the dashboards (if there are any, with --dashboards). Running it again updates what it
+the dashboards. Running it again updates what it
 imported before (matched by name) instead of adding copies. Standard library only.
 Exits 1 with one line saying what failed: a refused login, a server that cannot be
 reached, or a request the server refused (with its message).
@@ -145,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         default="TB_PASSWORD",
         help="the variable holding the password (default TB_PASSWORD); asked for when unset",
     )
-    ap.add_argument("--dashboards", action="store_true", help="import dashboards/ too")
+    ap.add_argument("--no-dashboards", action="store_true", help="leave dashboards/ out")
     args = ap.parse_args(argv)
     password = os.environ.get(args.password_env) or getpass.getpass(f"password of {args.user}: ")
     try:
-        for line in run(args.url, args.user, password, args.dashboards):
+        for line in run(args.url, args.user, password, not args.no_dashboards):
             print(f"imported {line}")
     except ImportFailed as exc:
         print(f"import: {exc}", file=sys.stderr)

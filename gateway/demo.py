@@ -71,6 +71,10 @@ class View:
     kinds: Counter[str] = field(default_factory=Counter)
     keys: set[str] = field(default_factory=set)
     last_command: str = "(none yet)"
+    # set once the view subscribes: aiomqtt leaves a client cancelled in the middle of its
+    # connect with its socket registered, and that socket's close later raises inside the
+    # event loop, so Ctrl-C is offered only once the view is connected
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     gateway_online: bool | None = None
 
 
@@ -163,6 +167,7 @@ async def _watch(
                 host, port, identifier="tinyml-demo-view", protocol=version
             ) as client:
                 await client.subscribe(f"{base}/#", qos=1)
+                view.subscribed.set()
                 pinger = asyncio.create_task(_ping(client, base, nodes))
                 try:
                     async for msg in client.messages:
@@ -334,6 +339,8 @@ async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> No
             asyncio.create_task(_watch(host, port, protocol, view, nodes)),
         ]
         live = sys.stdout.isatty() and not args.plain
+        with contextlib.suppress(TimeoutError):  # the view shows it if it never connects
+            await asyncio.wait_for(view.subscribed.wait(), 30)
         if not live:
             out.say("\n".join([*_intro(f"{host}:{port}"), "Ctrl-C to stop."]))
         try:

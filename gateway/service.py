@@ -28,7 +28,7 @@ from gateway.outbox import Outbox
 from gateway.sinks import Sink
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.links import nodered_link, thingsboard_link
-from gateway.sinks.mqtt import MqttSession
+from gateway.sinks.mqtt import MqttSession, quiet_cancelled_connects
 from gateway.sinks.nodered import NodeRedSink
 from gateway.sinks.thingsboard import ThingsBoardSink
 from gateway.sources import Source
@@ -271,6 +271,7 @@ async def serve(gw: Gateway, t0: float | None = None) -> None:
     (systemd restarts it); parts never fail for bad input or lost peers.
     """
     t0 = time.monotonic() if t0 is None else t0
+    asyncio.get_running_loop().set_exception_handler(quiet_cancelled_connects)
     core = [
         asyncio.create_task(gw.ingest.run(), name="ingest"),
         asyncio.create_task(gw.ingest.liveness.watch(), name="liveness"),

@@ -159,6 +159,28 @@ def mqtt_in(tab_id: str, x: int, y: int, wires: list[list[str]]) -> Node:
     }
 
 
+def mqtt_out(tab_id: str, x: int, y: int) -> Node:
+    """Publishes msg.payload on msg.topic (a command to a node's cmd topic)."""
+    return {
+        "id": nid(f"{tab_id}:mqtt out"),
+        "type": "mqtt out",
+        "z": tab_id,
+        "name": "to the node",
+        "topic": "",
+        "qos": "1",
+        "retain": "false",
+        "respTopic": "",
+        "contentType": "",
+        "userProps": "",
+        "correl": "",
+        "expiry": "",
+        "broker": BROKER["id"],
+        "x": x,
+        "y": y,
+        "wires": [],
+    }
+
+
 def parse(tab_id: str, x: int, y: int, clean: list[str], bad: list[str]) -> Node:
     return {
         "id": nid(f"{tab_id}:parse"),
@@ -616,24 +638,7 @@ def flow_dashboard() -> list[Node]:
         z, 400, 200, [fleet["id"], chart["id"], alerts["id"], gw["id"], ack["id"]], [bad["id"]]
     )
     src = mqtt_in(z, 160, 200, [[p["id"]]])
-    send = {
-        "id": nid(f"{z}:mqtt out"),
-        "type": "mqtt out",
-        "z": z,
-        "name": "to the node",
-        "topic": "",
-        "qos": "1",
-        "retain": "false",
-        "respTopic": "",
-        "contentType": "",
-        "userProps": "",
-        "correl": "",
-        "expiry": "",
-        "broker": BROKER["id"],
-        "x": 660,
-        "y": 400,
-        "wires": [],
-    }
+    send = mqtt_out(z, 660, 400)
     cmd = function(z, "command", "command", 420, 400, [[send["id"]]])
     form = {
         "id": nid(f"{z}:form"),
@@ -739,24 +744,7 @@ def flow_commands() -> list[Node]:
         "and the answers from its cmd/ack topic.",
     )
     z = t["id"]
-    send = {
-        "id": nid(f"{z}:mqtt out"),
-        "type": "mqtt out",
-        "z": z,
-        "name": "to the node",
-        "topic": "",
-        "qos": "1",
-        "retain": "false",
-        "respTopic": "",
-        "contentType": "",
-        "userProps": "",
-        "correl": "",
-        "expiry": "",
-        "broker": BROKER["id"],
-        "x": 660,
-        "y": 200,
-        "wires": [],
-    }
+    send = mqtt_out(z, 660, 200)
     cmd = function(z, "command", "command", 420, 200, [[send["id"]]])
     injects = [
         inject(

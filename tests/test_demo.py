@@ -103,3 +103,39 @@ def test_the_ble_demo_adds_a_node_over_the_emulated_bluez(tmp_path: Path) -> Non
     warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
     assert [w for w in warnings if "the gateway's model" not in w] == []
     assert list(tmp_path.iterdir()) == []  # its data folder and the rig's are gone
+
+
+def test_a_cancelled_connect_closing_later_is_not_a_traceback(caplog) -> None:  # type: ignore[no-untyped-def]
+    """aiomqtt raises CancelledError inside the event loop when a client cancelled in the
+    middle of its connect has its socket closed later (what a Ctrl-C of the demo met):
+    the gateway's loop handler says it at DEBUG; any other error still reaches the log."""
+    import asyncio
+    import logging
+
+    from gateway.sinks.mqtt import quiet_cancelled_connects
+
+    namespace: dict[str, object] = {"asyncio": asyncio}
+    code = "def _on_disconnect():\n    raise asyncio.CancelledError\n"
+    exec(compile(code, "/site-packages/aiomqtt/client.py", "exec"), namespace)
+
+    def raised(fn: object) -> BaseException:
+        try:
+            fn()  # type: ignore[operator]
+        except BaseException as exc:
+            return exc
+        raise AssertionError("did not raise")
+
+    loop = asyncio.new_event_loop()
+    try:
+        caplog.set_level(logging.DEBUG)
+        quiet_cancelled_connects(
+            loop,
+            {"message": "Exception in callback", "exception": raised(namespace["_on_disconnect"])},
+        )
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        quiet_cancelled_connects(
+            loop, {"message": "Exception in callback", "exception": raised(lambda: 1 / 0)}
+        )
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "asyncio"]
+    finally:
+        loop.close()

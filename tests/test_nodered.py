@@ -34,7 +34,7 @@ from tests.nodered import (
     used_types,
 )
 from tests.peers import Collector, Mosquitto, config_data, toml_text
-from tests.verify_parity import MODEL_DIR, meta
+from tests.test_verify import model, verify_section
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPICS = (ROOT / "docs" / "topics.md").read_text()
@@ -174,17 +174,7 @@ def _gateway(tmp: Path, broker: Mosquitto, ports: list[str]) -> Path:
             node_hex(B): {"name": "press-2"},
             node_hex(C): {"name": "pump-a"},
         },
-        verify={
-            "enabled": True,
-            "max_wait_ms": 1000,
-            "models": [
-                {
-                    "file": str(MODEL_DIR / "model.tflite"),
-                    "sha256": meta()["sha256"],
-                    "policy": "flag",
-                }
-            ],
-        },
+        verify=verify_section(models=[model(policy="flag")]),
         log={"level": "warning"},
     )
     data["gateway"]["id"] = "gw"

@@ -26,6 +26,7 @@ from tests.nodered import node_binary
 from tests.peers import gateway_config, running
 from tests.tb_checker import ThingsBoardChecker
 from tests.test_thingsboard import tb_broker, tb_section
+from tests.test_verify import model, verify_section
 from tests.verify_parity import MODEL_DIR, meta
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,17 +207,7 @@ async def test_the_node_chain_raises_exactly_the_alarms_the_gateways_messages_ca
         mqtt={"enabled": False},
         thingsboard=tb_section(tb),
         nodes={node_hex(n): {"name": name} for n, name in names.items()},
-        verify={
-            "enabled": True,
-            "max_wait_ms": 1000,
-            "models": [
-                {
-                    "file": str(MODEL_DIR / "model.tflite"),
-                    "sha256": meta()["sha256"],
-                    "policy": "flag",
-                }
-            ],
-        },
+        verify=verify_section(models=[model(policy="flag")]),
     )
     try:
         async with running(cfg):

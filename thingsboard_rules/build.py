@@ -138,6 +138,40 @@ def fetch(cls: str, name: str, prefix: str, settings: dict[str, str], x: int, y:
     )
 
 
+def save_telemetry(x: int, y: int) -> Node:
+    config = {
+        "defaultTTL": 0,
+        "useServerTs": False,
+        "processingSettings": {"type": "ON_EVERY_MESSAGE"},
+    }
+    return node("telemetry.TbMsgTimeseriesNode", "save telemetry", config, x, y, version=1)
+
+
+def save_attributes(x: int, y: int) -> Node:
+    config = {
+        "processingSettings": {"type": "ON_EVERY_MESSAGE"},
+        "scope": "CLIENT_SCOPE",
+        "notifyDevice": False,
+        "sendAttributesUpdatedNotification": False,
+        "updateAttributesOnlyOnValueChange": True,
+    }
+    return node("telemetry.TbMsgAttributesNode", "save client attributes", config, x, y, version=3)
+
+
+def own_attributes(name: str, settings: dict[str, str], latest: list[str], x: int, y: int) -> Node:
+    """The device's server attributes (thresholds, as ss_<name>) and latest telemetry values."""
+    config = {
+        "clientAttributeNames": [],
+        "sharedAttributeNames": [],
+        "serverAttributeNames": list(settings),
+        "latestTsKeyNames": latest,
+        "tellFailureIfAbsent": False,
+        "getLatestValueWithTs": False,
+        "fetchTo": "METADATA",
+    }
+    return node("metadata.TbGetAttributesNode", name, config, x, y, version=1)
+
+
 ANOMALY = "TinyML anomaly"
 DISAGREEMENT = "TinyML verification disagreement"
 LOW_BATTERY = "TinyML low battery"
@@ -147,48 +181,9 @@ OFFLINE = "TinyML node offline"
 def node_chain() -> dict[str, Any]:
     nodes = [
         node("filter.TbMsgTypeSwitchNode", "message type", {"version": 0}, 300, 150),  # 0
-        node(
-            "telemetry.TbMsgTimeseriesNode",
-            "save telemetry",
-            {
-                "defaultTTL": 0,
-                "useServerTs": False,
-                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
-            },
-            600,
-            50,
-            version=1,
-        ),  # 1
-        node(
-            "telemetry.TbMsgAttributesNode",
-            "save client attributes",
-            {
-                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
-                "scope": "CLIENT_SCOPE",
-                "notifyDevice": False,
-                "sendAttributesUpdatedNotification": False,
-                "updateAttributesOnlyOnValueChange": True,
-            },
-            600,
-            350,
-            version=3,
-        ),  # 2
-        node(
-            "metadata.TbGetAttributesNode",
-            "device thresholds",
-            {
-                "clientAttributeNames": [],
-                "sharedAttributeNames": [],
-                "serverAttributeNames": list(NODE_SETTINGS),
-                "latestTsKeyNames": [],
-                "tellFailureIfAbsent": False,
-                "getLatestValueWithTs": False,
-                "fetchTo": "METADATA",
-            },
-            600,
-            150,
-            version=1,
-        ),  # 3
+        save_telemetry(600, 50),  # 1
+        save_attributes(600, 350),  # 2
+        own_attributes("device thresholds", NODE_SETTINGS, [], 600, 150),  # 3
         fetch(
             "metadata.TbGetCustomerAttributeNode",
             "customer thresholds",
@@ -298,21 +293,8 @@ def gateway_chain() -> dict[str, Any]:
     ]
     nodes = [
         node("filter.TbMsgTypeSwitchNode", "message type", {"version": 0}, 300, 150),  # 0
-        node(
-            "metadata.TbGetAttributesNode",
-            "last report and thresholds",
-            {
-                "clientAttributeNames": [],
-                "sharedAttributeNames": [],
-                "serverAttributeNames": list(GATEWAY_SETTINGS),
-                "latestTsKeyNames": GATEWAY_COUNTERS,
-                "tellFailureIfAbsent": False,
-                "getLatestValueWithTs": False,
-                "fetchTo": "METADATA",
-            },
-            600,
-            150,
-            version=1,
+        own_attributes(
+            "last report and thresholds", GATEWAY_SETTINGS, GATEWAY_COUNTERS, 600, 150
         ),  # 1
         fetch(
             "metadata.TbGetCustomerAttributeNode",
@@ -331,32 +313,8 @@ def gateway_chain() -> dict[str, Any]:
             150,
         ),  # 3
         scripted("filter.TbJsSwitchNode", "classify", "classify_gateway", 1350, 150),  # 4
-        node(
-            "telemetry.TbMsgTimeseriesNode",
-            "save telemetry",
-            {
-                "defaultTTL": 0,
-                "useServerTs": False,
-                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
-            },
-            1350,
-            20,
-            version=1,
-        ),  # 5
-        node(
-            "telemetry.TbMsgAttributesNode",
-            "save client attributes",
-            {
-                "processingSettings": {"type": "ON_EVERY_MESSAGE"},
-                "scope": "CLIENT_SCOPE",
-                "notifyDevice": False,
-                "sendAttributesUpdatedNotification": False,
-                "updateAttributesOnlyOnValueChange": True,
-            },
-            600,
-            350,
-            version=3,
-        ),  # 6
+        save_telemetry(1350, 20),  # 5
+        save_attributes(600, 350),  # 6
         node(
             "rpc.TbSendRPCRequestNode", "RPC to the gateway", {"timeoutInSeconds": 60}, 600, 450
         ),  # 7

@@ -109,6 +109,38 @@ def _add_writers_only_to_open_sockets(client: aiomqtt.Client) -> None:
     client._client.on_socket_register_write = register
 
 
+def quiet_cancelled_connects(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An event loop exception handler for one aiomqtt flaw, and the default for the rest.
+
+    A client cancelled in the middle of its connect (the gateway stopping then) keeps its
+    socket registered with the loop; when the broker closes that socket, paho calls
+    aiomqtt's disconnect callback, which asks the cancelled connect future for its
+    exception and so raises CancelledError inside the loop. Nothing is lost by it: the
+    client was being stopped. Said at DEBUG, not as a traceback in the journal.
+    """
+    exc = context.get("exception")
+    if isinstance(exc, asyncio.CancelledError) and _raised_in(exc, "aiomqtt", "_on_disconnect"):
+        log.debug("a cancelled MQTT connect's socket closed: %s", context.get("message"))
+        return
+    loop.default_exception_handler(context)
+
+
+def _raised_in(exc: BaseException, package: str, function: str) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == function and f"/{package}/" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _stopping() -> bool:
+    """Whether the running task is being cancelled (the gateway is stopping)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class MqttSession:
     def __init__(self, name: str, link: MqttLink, will: aiomqtt.Will | None = None) -> None:
         self.name = name
@@ -213,8 +245,7 @@ class MqttSession:
                             await on_message(client, message)
                     # the message loop only ends when the connection does
             except* aiomqtt.MqttError as group:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if _stopping():
                     # aiomqtt turns a cancelled connect into MqttError: stopping wins
                     raise asyncio.CancelledError from None
                 exc = group.exceptions[0]
@@ -248,6 +279,10 @@ class MqttSession:
                     )
                 attempt += 1
             except* Exception as group:  # noqa: BLE001 (see below)
+                if _stopping():
+                    # a TaskGroup raises its children's errors instead of the cancellation
+                    # that stopped them (what the parts they used, closed first, raised)
+                    raise asyncio.CancelledError from None
                 # A bug in the bridge, not a peer's doing. The connection is made again
                 # after a backoff, so it never stops the other bridge or the pipeline.
                 self._failed(group.exceptions[0])

@@ -133,6 +133,13 @@ def test_a_cancelled_connect_closing_later_is_not_a_traceback(caplog) -> None:  
             {"message": "Exception in callback", "exception": raised(namespace["_on_disconnect"])},
         )
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        code = "def _on_connect():\n    raise asyncio.InvalidStateError('invalid state')\n"
+        exec(compile(code, "/site-packages/aiomqtt/client.py", "exec"), namespace)
+        quiet_cancelled_connects(
+            loop,
+            {"message": "Exception in callback", "exception": raised(namespace["_on_connect"])},
+        )
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         quiet_cancelled_connects(
             loop, {"message": "Exception in callback", "exception": raised(lambda: 1 / 0)}
         )

@@ -113,23 +113,26 @@ def quiet_cancelled_connects(loop: asyncio.AbstractEventLoop, context: dict[str,
     """An event loop exception handler for one aiomqtt flaw, and the default for the rest.
 
     A client cancelled in the middle of its connect (the gateway stopping then) keeps its
-    socket registered with the loop; when the broker closes that socket, paho calls
-    aiomqtt's disconnect callback, which asks the cancelled connect future for its
-    exception and so raises CancelledError inside the loop. Nothing is lost by it: the
-    client was being stopped. Said at DEBUG, not as a traceback in the journal.
+    socket registered with the loop. When the broker's CONNACK or the socket's close comes
+    later, paho calls aiomqtt's connect or disconnect callback, which sets or asks the
+    cancelled connect future and so raises InvalidStateError or CancelledError inside the
+    loop. Nothing is lost by it: the client was being stopped. Said at DEBUG, not as a
+    traceback in the journal.
     """
     exc = context.get("exception")
-    if isinstance(exc, asyncio.CancelledError) and _raised_in(exc, "aiomqtt", "_on_disconnect"):
-        log.debug("a cancelled MQTT connect's socket closed: %s", context.get("message"))
+    if isinstance(exc, asyncio.CancelledError | asyncio.InvalidStateError) and _raised_in(
+        exc, "aiomqtt", ("_on_connect", "_on_disconnect")
+    ):
+        log.debug("a cancelled MQTT connect's callback after its end: %s", context.get("message"))
         return
     loop.default_exception_handler(context)
 
 
-def _raised_in(exc: BaseException, package: str, function: str) -> bool:
+def _raised_in(exc: BaseException, package: str, functions: tuple[str, ...]) -> bool:
     tb = exc.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        if code.co_name == function and f"/{package}/" in code.co_filename:
+        if code.co_name in functions and f"/{package}/" in code.co_filename:
             return True
         tb = tb.tb_next
     return False

@@ -369,9 +369,9 @@ async def test_tls_with_a_self_signed_ca(tmp_path: Path, pty) -> None:
     cfg = _config(
         tmp_path, [link.path], tb_section(broker, port=tls_port, tls={"ca_file": str(ca)})
     )
-    sim = asyncio.create_task(runner.run(until_acked=True))
     try:
         async with running(cfg):
+            sim = asyncio.create_task(runner.run(until_acked=True))  # once the port is read
             await checker.wait_for(lambda: len(_seqs(checker, node_hex(A))) >= 100)
         await sim
     finally:
@@ -396,10 +396,12 @@ async def test_a_wrong_token_is_refused_and_other_sinks_keep_working(
     cfg = gateway_config(
         tmp_path, mosquitto, [link.path], thingsboard=tb_section(broker, access_token="WRONG")
     )
-    sim = asyncio.create_task(runner.run(until_acked=True))
     caplog.set_level(logging.INFO)
     try:
         async with running(cfg) as gw:
+            # the node starts once the gateway reads its port: what a UART carries before
+            # that is lost, and a node whose ring overflows meanwhile drops its oldest events
+            sim = asyncio.create_task(runner.run(until_acked=True))
             await sub.wait_for(lambda: len(sub.where("/event")) >= 100)
             await asyncio.sleep(2.5)  # a few reconnect attempts at the 1 s ceiling
             tb_sink = next(s for s in gw.sinks if s.name == "thingsboard")

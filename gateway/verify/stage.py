@@ -105,7 +105,7 @@ class VerificationStage:
         out: list[Verdict | None] = []
         slots: list[tuple[int, ModelEntry]] = []  # (position in out, model) of each job
         work: list[tuple[int, bytes]] = []
-        busy = self._running is not None and not self._running.done()
+        busy = self._busy
         for msg in messages:
             screened = self._screen(msg)
             if isinstance(screened, Verdict):
@@ -124,8 +124,13 @@ class VerificationStage:
             self._count(v)
         return verdicts
 
+    @property
+    def _busy(self) -> bool:
+        """The worker is still on an earlier batch."""
+        return self._running is not None and not self._running.done()
+
     def health(self) -> dict[str, Any]:
-        running = self._running is not None and not self._running.done()
+        running = self._busy
         times = sorted(self._latency_us)
         job = self._job
         return {
@@ -150,15 +155,7 @@ class VerificationStage:
 
     def close(self) -> None:
         """Ends the worker: it exits when its pipe closes; one that does not is killed."""
-        conn, proc = self._conn, self._proc
-        self._conn = self._proc = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            proc.join(2.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(2.0)
+        self._end_worker(grace_s=2.0)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- the worker process --------------------------------------------------------
@@ -206,28 +203,32 @@ class VerificationStage:
                 "worker starts for the next one",
                 exc,
             )
-            self._discard()
+            self._end_worker()
             job.results = [repr(exc)] * len(job.work)
             return
         self._latency_us.extend(times)
         job.results = results
 
     def _restart(self) -> None:
-        self._discard()
+        self._end_worker()
         specs = self._spawn()
         if any(isinstance(s, str) for s in specs):  # the same files loaded at start
             raise WorkerError("the new worker could not load a model it loaded before")
         self._c["verify_worker_starts"] += 1
 
-    def _discard(self) -> None:
+    def _end_worker(self, grace_s: float = 0.0) -> None:
+        """Closes the worker's pipe, gives it ``grace_s`` to exit, then kills it."""
         conn, proc = self._conn, self._proc
         self._conn = self._proc = None
         if conn is not None:
             conn.close()
-        if proc is not None and proc.is_alive():
+        if proc is None:
+            return
+        if grace_s:
+            proc.join(grace_s)
+        if proc.is_alive():
             proc.kill()
-        if proc is not None:
-            proc.join(5.0)
+        proc.join(5.0)
 
     # ---- inside ----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from gateway.model import parse_node_id
 from gateway.paths import unwritable_file
 from gateway.protocol.commands import GATEWAY_NAMES, SAFE_NAMES
 from gateway.protocol.commands import NAMES as NODE_COMMAND_NAMES
+from gateway.verify.specs import RUNTIMES
 
 COMMAND_NAMES = (*NODE_COMMAND_NAMES, *GATEWAY_NAMES)
 
@@ -582,7 +583,7 @@ def dependency_problems(cfg: Config) -> list[tuple[str, str, str]]:
                 "install the ble extra: pip install 'tinyml-gateway[ble]' (or set enabled = false)",
             )
         )
-    if cfg.verify.enabled and not _verify_runtime_found(cfg.verify.runtime):
+    if cfg.verify.enabled and not verify_runtime_found(cfg.verify.runtime):
         out.append(
             (
                 "verify.enabled",
@@ -596,9 +597,9 @@ def dependency_problems(cfg: Config) -> list[tuple[str, str, str]]:
     return out
 
 
-def _verify_runtime_found(runtime: str) -> bool:
-    modules = {"ai-edge-litert": ["ai_edge_litert"], "tflite-runtime": ["tflite_runtime"]}
-    wanted = modules.get(runtime, ["ai_edge_litert", "tflite_runtime"])
+def verify_runtime_found(runtime: str = "auto") -> bool:
+    """Whether numpy and the runtime (for "auto": either) are installed, without importing."""
+    wanted = RUNTIMES.values() if runtime == "auto" else [RUNTIMES[runtime]]
     return importlib.util.find_spec("numpy") is not None and any(
         importlib.util.find_spec(m) is not None for m in wanted
     )

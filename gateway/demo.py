@@ -36,7 +36,7 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.config import Config, parse_config
+from gateway.config import Config, parse_config, verify_runtime_found
 from gateway.errors import GatewayError, MissingExtraError
 from gateway.logs import setup_logging
 from gateway.model import node_hex
@@ -139,15 +139,9 @@ def _config(
     )
 
 
-def verifying() -> bool:
-    """The demo verifies events where the verify extra's runtime is installed."""
-    return importlib.util.find_spec("numpy") is not None and any(
-        importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime")
-    )
-
-
 def _verify_section() -> dict[str, Any] | None:
-    if not verifying():
+    """The demo verifies events where the verify extra's runtime is installed."""
+    if not verify_runtime_found():
         return None
     model = resources.files("gateway.models.basicmotions").joinpath("model.tflite")
     return {
@@ -365,7 +359,7 @@ async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> No
 def _serial_nodes(count: int) -> list[SimulatedNode]:
     # with verification, nodes send their windows, and a few carry a fault
     faults: dict[str, Any] = {}
-    if verifying():
+    if verify_runtime_found():
         faults = {"window": True, "corrupt_permille": 30, "wrong_permille": 20}
     return [
         SimulatedNode(0xA1B2C3D4E5F60000 + i, boot_id=1, heartbeat_period_s=5, **faults)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway.model import ADVERT_TRANSPORT, Record, RecordKind, node_hex
-from gateway.protocol import Event, Heartbeat, Info, Log, LogLevel, decode
+from gateway.protocol import Event, Heartbeat, Info, Log, LogLevel, decode, model_id
 from gateway.protocol.constants import SCORE_SCALE, TEMPERATURE_UNKNOWN, Capability
 
 SCHEMA: Final = 1
@@ -108,7 +108,7 @@ def info_fields(i: Info) -> dict[str, Any]:
         "firmware_version": i.firmware_version,
         "model_name": i.model_name,
         "model_sha256": i.model_sha256.hex(),
-        "model_id": i.model_sha256[3::-1].hex(),
+        "model_id": f"{model_id(i.model_sha256):08x}",
         "labels": list(i.labels),
         "sample_rate_hz": i.sample_rate_hz,
         "heartbeat_period_s": i.heartbeat_period_s,

@@ -36,6 +36,7 @@ from gateway.protocol.messages import (
     Message,
     decode,
     encode,
+    model_id,
     verify,
 )
 from gateway.protocol.sequence import Arrival, SequenceState
@@ -58,6 +59,7 @@ __all__ = [
     "Log",
     "LogLevel",
     "Message",
+    "model_id",
     "MsgType",
     "ProtocolError",
     "Reason",

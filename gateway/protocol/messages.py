@@ -400,6 +400,12 @@ def sanitise(body: Body) -> tuple[Body, tuple[str, ...]]:
 # ---- messages ----------------------------------------------------------------
 
 
+def model_id(model_sha256: bytes) -> int:
+    """The u32 an EVENT names its model by: the first 4 bytes of the model file's SHA-256,
+    read little-endian (docs/protocol.md; INFO carries the whole hash)."""
+    return int.from_bytes(model_sha256[:4], "little")
+
+
 def auth_tag(key: bytes, signed: bytes, size: int = AUTH_TAG_SIZE) -> bytes:
     """Truncated HMAC-SHA256 of ``signed`` under ``key``."""
     return hmac.new(key, signed, hashlib.sha256).digest()[:size]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from gateway.protocol import FeatureWindow
+from gateway.protocol import FeatureWindow, model_id
 from gateway.protocol.constants import SCORE_SCALE
 
 PACKAGE = "gateway.models.basicmotions"
@@ -43,7 +43,7 @@ class Dataset:
 
     @property
     def model_id(self) -> int:
-        return int.from_bytes(self.sha256[:4], "little")
+        return model_id(self.sha256)
 
 
 def _read(name: str) -> Any:

@@ -19,16 +19,12 @@ from pathlib import Path
 
 from gateway.config import VerifyModelSection, VerifySection
 from gateway.errors import ConfigError
-from gateway.protocol import FeatureWindow
+from gateway.protocol import FeatureWindow, model_id
 from gateway.verify.specs import ModelSpec
 from gateway.verify.verdict import Policy
 from gateway.verify.worker import ModelLoad
 
 Problem = tuple[str, str, str]
-
-
-def model_id_of(sha256: bytes) -> int:
-    return int.from_bytes(sha256[:4], "little")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +94,7 @@ def read_models(section: VerifySection) -> list[ModelFile]:
                 )
             )
             continue
-        own = model_id_of(digest)
+        own = model_id(digest)
         f = ModelFile(i, m, content, own, int(m.verifies, 16) if m.verifies else own)
         if f.model_id in by_id:
             problems.append(

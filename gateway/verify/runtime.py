@@ -20,14 +20,10 @@ from typing import Any, Final, Literal
 
 import numpy as np
 
-from gateway.verify.specs import ModelSpec, TensorSpec
+from gateway.verify.specs import RUNTIMES, ModelSpec, TensorSpec
 
 Kernels = Literal["reference", "fast"]
 
-RUNTIMES: Final = {
-    "ai-edge-litert": "ai_edge_litert.interpreter",
-    "tflite-runtime": "tflite_runtime.interpreter",
-}
 EDGETPU_LIBRARY: Final = "libedgetpu.so.1"
 
 
@@ -40,7 +36,7 @@ def runtime_module(choice: str) -> tuple[str, ModuleType]:
     names = list(RUNTIMES) if choice == "auto" else [choice]
     for name in names:
         try:
-            return name, importlib.import_module(RUNTIMES[name])
+            return name, importlib.import_module(f"{RUNTIMES[name]}.interpreter")
         except ImportError:
             continue
     raise ModelError(f"no runtime among {', '.join(names)} can be imported")

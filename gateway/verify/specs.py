@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+RUNTIMES: Final = {"ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
+"""The runtimes verification takes, in the order "auto" tries them: name -> package."""
 
 
 @dataclass(frozen=True, slots=True)

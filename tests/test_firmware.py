@@ -1,0 +1,144 @@
+"""The reference node's ARM build, in QEMU, against the real gateway process.
+
+The Cortex-M4 image of mcu_firmware/ (the portable core, the protocol library, the
+replay backend and the data set as its sensor) runs in qemu-system-arm with UART0 on a
+pseudo-terminal; the gateway reads it as a serial port and publishes to a real
+Mosquitto. Commands go in through MQTT and round-trip to the emulated MCU; the gateway
+is SIGKILLed and restarted, and the node's retransmissions make the count whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from gateway.model import node_hex
+from tests.peers import Collector, Mosquitto, Received, config_data, toml_text
+from tests.qemu_node import NODE_ID, QemuNode, build_firmware, expected_labels
+from tests.test_verify import verify_section
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE = node_hex(NODE_ID)
+RATE_HZ = 500  # 5 windows of 100 samples a second
+
+
+@pytest.fixture(scope="module")
+def firmware() -> Path:
+    return build_firmware()
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "-c", str(config)],
+        cwd=ROOT,
+        stderr=open(log, "ab"),
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def events(sub: Collector, boot: int = 1) -> dict[int, dict[str, Any]]:
+    """First arrival of each seq of the node's boot."""
+    out: dict[int, dict[str, Any]] = {}
+    for m in sub.where(f"{NODE}/event"):
+        e = m.json()
+        if e["boot"] == boot:
+            out.setdefault(e["seq"], e)
+    return out
+
+
+def last(sub: Collector, suffix: str) -> dict[str, Any]:
+    got: list[Received] = sub.where(f"{NODE}/{suffix}")
+    return got[-1].json() if got else {}
+
+
+async def ask(client: aiomqtt.Client, sub: Collector, method: str, **params: Any) -> dict:
+    before = len(sub.where(f"{NODE}/cmd/ack"))
+    body = {"id": f"{method}-{before}", "method": method, "params": params}
+    await client.publish(f"tinyml/gw/{NODE}/cmd", json.dumps(body), qos=1)
+    await sub.wait_for(lambda: len(sub.where(f"{NODE}/cmd/ack")) > before, timeout=60)
+    ack = sub.where(f"{NODE}/cmd/ack")[-1].json()
+    assert ack["id"] == body["id"], ack
+    return ack
+
+
+async def test_emulated_node_through_the_gateway_commands_and_a_sigkill(
+    tmp_path: Path, mosquitto: Mosquitto, firmware: Path
+) -> None:
+    node = QemuNode(firmware, tmp_path / "qemu.log")
+    port = node.start()
+    data = config_data(
+        tmp_path,
+        mosquitto,
+        [port],
+        log={"level": "warning"},
+        verify=verify_section(),
+    )
+    data["mqtt"]["commands"] = [*data["mqtt"]["commands"], "reboot"]
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml_text(data))
+    log = tmp_path / "gateway.log"
+    sub = Collector(mosquitto, "tinyml/gw/#", client_id="firmware-subscriber")
+    await sub.start()
+    proc = _spawn(config, log)
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            # the node's first heartbeat (every 5 s) makes it known to the gateway
+            await sub.wait_for(lambda: bool(sub.where(f"{NODE}/heartbeat")), timeout=60)
+            assert (await ask(client, sub, "ping"))["ok"]
+            ack = await ask(client, sub, "set_sample_rate", hz=RATE_HZ)
+            assert ack["ok"] and ack["status"] == "ok", ack
+            assert (await ask(client, sub, "set_heartbeat_period", seconds=2))["ok"]
+            infos = len(sub.where(f"{NODE}/info"))
+            assert (await ask(client, sub, "get_info"))["ok"]
+            await sub.wait_for(lambda: len(sub.where(f"{NODE}/info")) > infos, timeout=60)
+            info = last(sub, "info")
+            assert info["sample_rate_hz"] == RATE_HZ and info["heartbeat_period_s"] == 2
+            assert info["model_name"] == "basicmotions-cnn" and info["boot"] == 1
+
+            await sub.wait_for(lambda: len(events(sub)) >= 15, timeout=60)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_at = max(events(sub))
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 3:  # the node goes on making events meanwhile
+                await asyncio.sleep(0.25)
+            proc = _spawn(config, log)
+
+            def whole() -> bool:
+                got = events(sub)
+                return bool(got) and max(got) >= killed_at + 20 and len(got) == max(got)
+
+            await sub.wait_for(whole, timeout=120)
+            got = events(sub)
+            # every seq from 1 up, each the data set's next window above the threshold,
+            # and the gateway's re-run of the shipped model agrees with the node on each
+            labels = expected_labels()
+            for seq, e in got.items():
+                assert e["label_index"] == labels[(seq - 1) % len(labels)], (seq, e)
+                assert e["verified"] is True and e["agreement"] is True, (seq, e)
+            assert last(sub, "heartbeat")["events_dropped"] == 0
+
+            # reboot: answered, then the next boot (its id kept in retained RAM) with
+            # the settings the commands stored
+            ack = await ask(client, sub, "reboot")
+            assert ack["ok"], ack
+            await sub.wait_for(lambda: len(events(sub, boot=2)) >= 3, timeout=60)
+            assert sorted(events(sub, boot=2))[:3] == [1, 2, 3]
+            await sub.wait_for(lambda: last(sub, "info").get("boot") == 2, timeout=60)
+            assert last(sub, "info")["sample_rate_hz"] == RATE_HZ
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        node.stop()
+        await sub.stop()
+    assert code == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()

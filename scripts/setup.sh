@@ -6,10 +6,11 @@
 #   scripts/setup.sh demo-ble  the demo with an emulated BLE node as well: dbus-daemon, and
 #                              the package with [demo,verify,ble,blerig]
 #   scripts/setup.sh test      what the tests need: C compilers, the ARM cross compiler,
-#                              Mosquitto and its clients, openssl, dbus-daemon, Chromium; the
-#                              package with [dev,demo,verify,parity,ble,blerig]; Node-RED 5
-#                              and its node packages in nodered_flows/test; and, where Python
-#                              is 3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
+#                              QEMU (the node firmware's Cortex-M4 build), Mosquitto and
+#                              its clients, openssl, dbus-daemon, Chromium; the package
+#                              with [dev,demo,verify,parity,ble,blerig]; Node-RED 5 and its
+#                              node packages in nodered_flows/test; and, where Python is
+#                              3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
 #                              beside the package, for its parity test
 #
 # Safe to run again: it installs only what is missing, and reinstalls the package into
@@ -32,7 +33,7 @@ case $profile in
     ;;
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
-      gcc-arm-none-eabi libnewlib-arm-none-eabi dbus-daemon chromium)
+      gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dbus-daemon chromium)
     extras=dev,demo,verify,parity,ble,blerig
     ;;
   *)

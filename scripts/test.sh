@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine (scripts/setup.sh) and runs every check and test:
-# lint, types, the C library's host tests and ARM size build, then pytest.
+# lint, types, the node firmware's host tests and Cortex-M4 builds, then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
@@ -10,10 +10,11 @@ echo "== ruff"
 .venv/bin/ruff format --check gateway tests bench training nodered_flows thingsboard_rules
 echo "== mypy (strict, gateway/)"
 .venv/bin/mypy
-echo "== C protocol library: host tests (HMAC on/off, node profile) and Cortex-M4 build"
-make -s -C mcu_firmware/protocol clean
-make -s -C mcu_firmware/protocol test tools
-make -s -C mcu_firmware/protocol size
+echo "== node firmware: host tests of the protocol library and the node core, Cortex-M4 builds"
+make -s -C mcu_firmware clean
+make -s -C mcu_firmware test
+make -s -C mcu_firmware/protocol tools size
+make -s -C mcu_firmware qemu size
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest "$@"

@@ -28,7 +28,7 @@ from tests.test_verify import verify_section
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = node_hex(NODE_ID)
-RATE_HZ = 500  # 5 windows of 100 samples a second
+RATE_HZ = 300  # 3 windows of 100 samples a second: the ring (64) holds 21 s of them
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,7 @@ async def test_emulated_node_through_the_gateway_commands_and_a_sigkill(
         [port],
         log={"level": "warning"},
         verify=verify_section(),
+        commands={"timeout_s": 10},
     )
     data["mqtt"]["commands"] = [*data["mqtt"]["commands"], "reboot"]
     config = tmp_path / "gateway.toml"

@@ -39,24 +39,24 @@
 #define SCB_AIRCR 0xE000ED0Cu
 
 /* ---- clock: SysTick at 1 kHz ---------------------------------------------- */
-static volatile uint32_t ticks_ms;
+volatile uint32_t board_ticks_ms;
 
 void board_systick_handler(void) {
-    ticks_ms++;
+    board_ticks_ms++;
 }
 
 static uint32_t hal_millis(void *ctx) {
     (void)ctx;
-    return ticks_ms;
+    return board_ticks_ms;
 }
 
 static uint32_t hal_micros(void *ctx) {
     uint32_t ms, cvr;
     (void)ctx;
     do { /* a tick between the two reads would pair a new count with an old ms */
-        ms = ticks_ms;
+        ms = board_ticks_ms;
         cvr = REG(SYST_CVR);
-    } while (ms != ticks_ms);
+    } while (ms != board_ticks_ms);
     return ms * 1000u + (REG(SYST_RVR) - cvr) / (SYSCLK_HZ / 1000000u);
 }
 
@@ -84,7 +84,7 @@ size_t board_uart_read(uint8_t *buf, size_t cap) {
     return n;
 }
 
-static bool uart_write(void *state, const uint8_t *data, size_t len) {
+bool board_uart_write(void *state, const uint8_t *data, size_t len) {
     size_t i;
     (void)state;
     for (i = 0; i < len; i++) {
@@ -152,13 +152,13 @@ static void hal_watchdog_kick(void *ctx) {
 }
 
 static void hal_sleep_until(void *ctx, uint32_t deadline_ms) {
-    uint32_t latest = ticks_ms + 1000u; /* back in the loop well before the watchdog bites */
+    uint32_t latest = board_ticks_ms + 1000u; /* back in the loop well before the watchdog bites */
     (void)ctx;
     if ((int32_t)(deadline_ms - latest) > 0) {
         deadline_ms = latest;
     }
     /* SysTick wakes the core every millisecond, UART0 on every byte */
-    while (rx_tail == rx_head && (int32_t)(deadline_ms - ticks_ms) > 0) {
+    while (rx_tail == rx_head && (int32_t)(deadline_ms - board_ticks_ms) > 0) {
         __asm volatile("wfi");
     }
 }
@@ -171,13 +171,16 @@ static void hal_reboot(void *ctx) {
     }
 }
 
-void board_init(void) {
+void board_init(bool watchdog) {
     REG(SYST_RVR) = SYSCLK_HZ / 1000u - 1u;
     REG(SYST_CVR) = 0u;
     REG(SYST_CSR) = 0x7u; /* processor clock, interrupt, enable */
     REG(UART_BAUDDIV) = SYSCLK_HZ / 115200u;
     REG(UART_CTRL) = UART_CTRL_TX | UART_CTRL_RX | UART_CTRL_RXINT;
     REG(NVIC_ISER0) = 1u << 0; /* UART0 RX */
+    if (!watchdog) {
+        return;
+    }
     REG(WDOG_LOCK) = WDOG_UNLOCK;
     REG(WDOG_LOAD) = SYSCLK_HZ * WDOG_TIMEOUT_S;
     REG(WDOG_CTRL) = 0x3u; /* interrupt (NMI) on the first expiry, reset on the second */
@@ -187,7 +190,7 @@ void board_init(void) {
 void board_hal(tgw_hal_t *hal, tgw_serial_link_t *link) {
     memset(hal, 0, sizeof *hal);
     serial = link;
-    tgw_serial_link_init(link, uart_write, NULL);
+    tgw_serial_link_init(link, board_uart_write, NULL);
     hal->millis = hal_millis;
     hal->micros = hal_micros;
     hal->read_sample = hal_read_sample;

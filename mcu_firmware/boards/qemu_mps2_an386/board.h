@@ -8,7 +8,11 @@
 
 #include "tgw_link.h"
 
-void board_init(void);
+/* Clock, UART0 and, when asked, the watchdog (10 s to its interrupt, 10 s more to reset). */
+void board_init(bool watchdog);
+extern volatile uint32_t board_ticks_ms;
+/* Polled transmit on UART0 (a tgw_write_fn). */
+bool board_uart_write(void *state, const uint8_t *data, size_t len);
 /* The node's HAL on this board (sensor: the shipped data set, played back). */
 void board_hal(tgw_hal_t *hal, tgw_serial_link_t *link);
 /* Bytes the UART received since the last call. */

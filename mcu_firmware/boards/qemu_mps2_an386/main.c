@@ -19,7 +19,7 @@ int main(void) {
     tgw_hal_t hal;
     tgw_model_t model = {0};
     tgw_node_config_t cfg = {0};
-    board_init();
+    board_init(true);
     board_hal(&hal, &link);
     model.ctx = &replay;
     model.model_id = BASICMOTIONS_MODEL_ID;

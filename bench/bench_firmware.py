@@ -31,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiomqtt  # noqa: E402
+import aiomqtt
 
-from gateway.model import node_hex  # noqa: E402
-from tests.peers import Collector, Mosquitto, config_data, toml_text  # noqa: E402
-from tests.qemu_node import FIRMWARE, NODE_ID, QemuNode, build_firmware  # noqa: E402
+from gateway.model import node_hex
+from tests.peers import Collector, Mosquitto, config_data, toml_text
+from tests.qemu_node import FIRMWARE, NODE_ID, QemuNode, build_firmware
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_ELF = FIRMWARE / "build" / "qemu" / "protocol-bench.elf"
@@ -45,10 +45,24 @@ MAX_RATE_HZ = 100_000  # main.c's max_sample_rate_hz
 def instructions() -> dict[str, int]:
     subprocess.run(["make", "-s", "-C", str(FIRMWARE), "qemu-bench"], check=True)
     proc = subprocess.Popen(
-        ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
-         "-serial", "stdio", "-icount", "shift=0", "-kernel", str(BENCH_ELF)],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            "qemu-system-arm",
+            "-M",
+            "mps2-an386",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-icount",
+            "shift=0",
+            "-kernel",
+            str(BENCH_ELF),
+        ],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     out: dict[str, int] = {}
     try:
@@ -66,6 +80,15 @@ def instructions() -> dict[str, int]:
     return out
 
 
+def spawn_gateway(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "-c", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def events_per_second(seconds: float) -> dict[str, float]:
     elf = build_firmware()
     node = node_hex(NODE_ID)
@@ -79,12 +102,7 @@ async def events_per_second(seconds: float) -> dict[str, float]:
         (tmp / "gateway.toml").write_text(toml_text(data))
         sub = Collector(broker, f"tinyml/gw/{node}/#", client_id="bench-firmware")
         await sub.start()
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(tmp / "gateway.toml")],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        gw = spawn_gateway(tmp / "gateway.toml")
         try:
             await sub.wait_for(lambda: bool(sub.where(f"{node}/heartbeat")), timeout=60)
             async with aiomqtt.Client("127.0.0.1", broker.port) as client:

@@ -54,11 +54,16 @@ class QemuNode:
         self.proc = subprocess.Popen(
             [
                 "qemu-system-arm",
-                "-M", "mps2-an386",
-                "-nographic", "-monitor", "none",
-                "-serial", "pty",
-                "-kernel", str(self.elf),
-            ],  # fmt: skip
+                "-M",
+                "mps2-an386",
+                "-nographic",
+                "-monitor",
+                "none",
+                "-serial",
+                "pty",
+                "-kernel",
+                str(self.elf),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -20,10 +20,8 @@ MODEL_DIR = Path(__file__).resolve().parents[2] / "gateway" / "models" / "basicm
 
 
 def c_bytes(values: list[int], per_line: int = 24) -> str:
-    lines = []
-    for i in range(0, len(values), per_line):
-        lines.append("    " + ", ".join(str(v) for v in values[i : i + per_line]) + ",")
-    return "\n".join(lines)
+    rows = (values[i : i + per_line] for i in range(0, len(values), per_line))
+    return "\n".join("    " + ", ".join(map(str, row)) + "," for row in rows)
 
 
 def signed(raw: bytes) -> list[int]:

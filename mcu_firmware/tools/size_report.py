@@ -23,10 +23,23 @@ from pathlib import Path
 FW = Path(__file__).resolve().parents[1]
 ARCH = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 CFLAGS = [
-    "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wshadow", "-Wconversion",
-    "-Wcast-qual", *ARCH, "-Os", "-ffunction-sections", "-fdata-sections", "-fstack-usage",
-    "-DTGW_ENABLE_GATEWAY_SIDE=0", "-DTGW_NODE_RING_SLOTS=64", "-DNODE_ID=0x5eed0000a3860001ull",
-]  # fmt: skip
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-Wshadow",
+    "-Wconversion",
+    "-Wcast-qual",
+    *ARCH,
+    "-Os",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-fstack-usage",
+    "-DTGW_ENABLE_GATEWAY_SIDE=0",
+    "-DTGW_NODE_RING_SLOTS=64",
+    "-DNODE_ID=0x5eed0000a3860001ull",
+]
 INCLUDES = ["protocol/include", "node/include", "backends/replay", "model"]
 COMPONENTS = {
     "protocol": "protocol/src",
@@ -37,14 +50,19 @@ COMPONENTS = {
 }
 # the calls an EVENT takes from the main loop to the UART: their frames add up
 EVENT_PATH = [
-    "main", "tgw_node_poll", "take_samples", "run_window", "send_event", "tgw_encode",
+    "main",
+    "tgw_node_poll",
+    "take_samples",
+    "run_window",
+    "send_event",
+    "tgw_encode",
     "tgw_hmac_sha256",
-]  # fmt: skip
+]
 FLASH_SECTIONS = {".text", ".ARM.exidx", ".rodata"}
 
 
 def component_of(obj: str) -> str:
-    name = Path(obj.split("(")[0]).name
+    name = Path(obj.split("(", maxsplit=1)[0]).name
     if "(" in obj or name.startswith("lib"):
         return "libc, libgcc"
     if name == "tgw_dataset.o":
@@ -70,11 +88,18 @@ def build(out: Path, dataset_dir: Path, hmac: int) -> tuple[Path, Path]:
     elf, mapfile = out / "tinyml-node.elf", out / "tinyml-node.map"
     subprocess.run(
         [
-            "arm-none-eabi-gcc", *ARCH, "-nostartfiles", "--specs=nano.specs",
-            "--specs=nosys.specs", "-Wl,--gc-sections",
-            f"-T{FW / 'boards/qemu_mps2_an386/mps2_an386.ld'}", f"-Wl,-Map={mapfile}",
-            "-o", str(elf), *map(str, objects),
-        ],  # fmt: skip
+            "arm-none-eabi-gcc",
+            *ARCH,
+            "-nostartfiles",
+            "--specs=nano.specs",
+            "--specs=nosys.specs",
+            "-Wl,--gc-sections",
+            f"-T{FW / 'boards/qemu_mps2_an386/mps2_an386.ld'}",
+            f"-Wl,-Map={mapfile}",
+            "-o",
+            str(elf),
+            *map(str, objects),
+        ],
         check=True,
     )
     return elf, mapfile
@@ -116,7 +141,10 @@ def sizes(mapfile: Path) -> dict[str, dict[str, int]]:
 
 def symbol_sizes(elf: Path, names: set[str]) -> dict[str, int]:
     nm = subprocess.run(
-        ["arm-none-eabi-nm", "-S", "--size-sort", str(elf)], check=True, capture_output=True, text=True
+        ["arm-none-eabi-nm", "-S", "--size-sort", str(elf)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     found = {}
     for line in nm.splitlines():
@@ -167,8 +195,10 @@ def main(build_dir: Path) -> None:
         print(f"{'core + protocol':<26}{both['flash']:>8}{both['ram']:>9}")
         syms = symbol_sizes(elf, {"node", "link"})
         slot = constant("TGW_NODE_SLOT_SIZE")
-        print(f"  of the board's RAM: tgw_node_t {syms.get('node', 0)} (the core's state: mostly the"
-              f" ring, 64 slots of {slot} bytes), serial link {syms.get('link', 0)}")
+        print(
+            f"  of the board's RAM: tgw_node_t {syms.get('node', 0)} (the core's state: mostly the"
+            f" ring, 64 slots of {slot} bytes), serial link {syms.get('link', 0)}"
+        )
         total, path = stack_path(out)
         print(f"  stack on an EVENT's path: {total} bytes ({', '.join(path)})")
     model_c = (FW / "model/basicmotions_model.h").read_text()
@@ -176,7 +206,8 @@ def main(build_dir: Path) -> None:
     print(f"\nmodel: the flatbuffer is {flatbuffer} bytes of flash where the TFLM backend links it")
     print("(the replay image links only its labels and hash, the 'model' row); tensor arena")
     print(f"{arena} bytes of RAM, as the TFLM interpreter measured it on x86_64. The TFLM backend")
-    print("is not built here: its own flash and the arena on a 32-bit MCU are measured on the board.")
+    print("is not built here: its own flash and the arena on a 32-bit MCU are measured on a board.")
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

@@ -35,7 +35,8 @@ import aiomqtt
 
 from gateway.model import node_hex
 from tests.peers import Collector, Mosquitto, config_data, toml_text
-from tests.qemu_node import FIRMWARE, NODE_ID, QemuNode, build_firmware
+from tests.qemu_node import FIRMWARE, NODE_ID, QemuNode, build_firmware, qemu_command
+from tests.test_no_loss import _spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_ELF = FIRMWARE / "build" / "qemu" / "protocol-bench.elf"
@@ -45,20 +46,7 @@ MAX_RATE_HZ = 100_000  # main.c's max_sample_rate_hz
 def instructions() -> dict[str, int]:
     subprocess.run(["make", "-s", "-C", str(FIRMWARE), "qemu-bench"], check=True)
     proc = subprocess.Popen(
-        [
-            "qemu-system-arm",
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-icount",
-            "shift=0",
-            "-kernel",
-            str(BENCH_ELF),
-        ],
+        qemu_command(BENCH_ELF, "stdio", "-icount", "shift=0"),
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
@@ -80,15 +68,6 @@ def instructions() -> dict[str, int]:
     return out
 
 
-def spawn_gateway(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "-c", str(config)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def events_per_second(seconds: float) -> dict[str, float]:
     elf = build_firmware()
     node = node_hex(NODE_ID)
@@ -102,7 +81,7 @@ async def events_per_second(seconds: float) -> dict[str, float]:
         (tmp / "gateway.toml").write_text(toml_text(data))
         sub = Collector(broker, f"tinyml/gw/{node}/#", client_id="bench-firmware")
         await sub.start()
-        gw = spawn_gateway(tmp / "gateway.toml")
+        gw = _spawn(tmp / "gateway.toml", tmp / "gateway.log")
         try:
             await sub.wait_for(lambda: bool(sub.where(f"{node}/heartbeat")), timeout=60)
             async with aiomqtt.Client("127.0.0.1", broker.port) as client:

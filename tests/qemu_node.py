@@ -41,6 +41,23 @@ def expected_labels() -> list[int]:
     return labels
 
 
+def qemu_command(elf: Path, serial: str, *extra: str) -> list[str]:
+    """qemu-system-arm on the mps2-an386 (Cortex-M4) with UART0 on ``serial``."""
+    return [
+        "qemu-system-arm",
+        "-M",
+        "mps2-an386",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        serial,
+        *extra,
+        "-kernel",
+        str(elf),
+    ]
+
+
 class QemuNode:
     """qemu-system-arm running the node image; ``pty`` is its UART0."""
 
@@ -52,18 +69,7 @@ class QemuNode:
 
     def start(self) -> str:
         self.proc = subprocess.Popen(
-            [
-                "qemu-system-arm",
-                "-M",
-                "mps2-an386",
-                "-nographic",
-                "-monitor",
-                "none",
-                "-serial",
-                "pty",
-                "-kernel",
-                str(self.elf),
-            ],
+            qemu_command(self.elf, "pty"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

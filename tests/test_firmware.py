@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,9 @@ import pytest
 from gateway.model import node_hex
 from tests.peers import Collector, Mosquitto, Received, config_data, toml_text
 from tests.qemu_node import NODE_ID, QemuNode, build_firmware, expected_labels
+from tests.test_no_loss import _spawn
 from tests.test_verify import verify_section
 
-ROOT = Path(__file__).resolve().parent.parent
 NODE = node_hex(NODE_ID)
 RATE_HZ = 300  # 3 windows of 100 samples a second: the ring (64) holds 21 s of them
 
@@ -34,15 +32,6 @@ RATE_HZ = 300  # 3 windows of 100 samples a second: the ring (64) holds 21 s of 
 @pytest.fixture(scope="module")
 def firmware() -> Path:
     return build_firmware()
-
-
-def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "-c", str(config)],
-        cwd=ROOT,
-        stderr=open(log, "ab"),
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def events(sub: Collector, boot: int = 1) -> dict[int, dict[str, Any]]:

@@ -11,7 +11,7 @@ mkdir -p "$dest"
 cp "$fw"/protocol/include/*.h "$fw"/protocol/src/*.[ch] "$dest"/
 cp "$fw"/node/include/*.h "$fw"/node/src/*.[ch] "$dest"/
 cp "$fw"/backends/tflm/tgw_tflm.h "$fw"/backends/tflm/tgw_tflm.cc "$dest"/
-cp "$fw"/model/basicmotions_model.[ch] "$dest"/
+cp "$fw"/model/basicmotions_*.[ch] "$dest"/
 # the Arduino build compiles .cc files only as .cpp
 mv "$dest"/tgw_tflm.cc "$dest"/tgw_tflm.cpp
 echo "sources copied to $dest"

@@ -1,6 +1,7 @@
 /* The reference node on QEMU mps2-an386: the portable core, the serial link on
  * UART0, the shipped model's data set as its sensor and the replay backend. */
 #include "basicmotions_model.h"
+#include "basicmotions_node.h"
 #include "board.h"
 #include "tgw_dataset.h"
 #include "tgw_replay.h"
@@ -17,21 +18,11 @@ static tgw_replay_t replay = {tgw_dataset_windows, tgw_dataset_outputs, TGW_DATA
 int main(void) {
     static uint8_t rx[64];
     tgw_hal_t hal;
-    tgw_model_t model = {0};
+    tgw_model_t model;
     tgw_node_config_t cfg = {0};
     board_init(true);
     board_hal(&hal, &link);
-    model.ctx = &replay;
-    model.model_id = BASICMOTIONS_MODEL_ID;
-    model.sha256 = basicmotions_model_sha256;
-    model.name = "basicmotions-cnn";
-    model.labels = basicmotions_labels;
-    model.n_labels = BASICMOTIONS_LABEL_COUNT;
-    model.window_samples = BASICMOTIONS_WINDOW_SAMPLES;
-    model.n_axes = BASICMOTIONS_WINDOW_AXES;
-    model.input_scale = BASICMOTIONS_INPUT_SCALE;
-    model.input_zero_point = BASICMOTIONS_INPUT_ZERO_POINT;
-    model.invoke = tgw_replay_invoke;
+    basicmotions_node_model(&model, &replay, tgw_replay_invoke);
     cfg.node_id = board_node_id();
     cfg.firmware_version = FIRMWARE_VERSION;
     cfg.hop_samples = BASICMOTIONS_WINDOW_SAMPLES; /* windows of the data set, one after another */

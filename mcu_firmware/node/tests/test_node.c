@@ -237,27 +237,35 @@ static void event_window(uint8_t label) {
     host.next_sample[0] = value_for(-128);
 }
 
-static void downlink(uint8_t type, uint32_t boot, uint32_t seq, const tgw_command_t *cmd,
-                     uint32_t ack_seq, const uint8_t *key) {
+/* A downlink message as the gateway would send it; the node id is the node's
+ * unless node_id says otherwise. */
+static size_t encode_downlink(uint8_t type, uint64_t node_id, uint32_t boot, uint32_t seq,
+                              const tgw_command_t *cmd, uint32_t ack_seq, const uint8_t *key,
+                              uint8_t *buf, size_t cap) {
     tgw_message_t m;
-    uint8_t buf[TGW_NODE_RX_MAX];
     size_t len;
     const char *err;
     memset(&m, 0, sizeof m);
     m.header.version = 1;
     m.header.type = type;
-    m.header.node_id = node.cfg.node_id;
+    m.header.node_id = node_id != 0u ? node_id : node.cfg.node_id;
     m.header.boot_id = boot;
     m.header.seq = seq;
-    if (type == TGW_MSG_ACK) {
+    if (type == TGW_MSG_COMMAND) {
+        m.body.command = *cmd;
+    } else {
         m.body.ack.boot_id = boot;
         m.body.ack.seq = ack_seq;
-    } else {
-        m.body.command = *cmd;
     }
-    if (tgw_encode(&m, key, key ? sizeof KEY : 0, buf, sizeof buf, &len, &err)) {
-        tgw_node_receive(&node, buf, len);
-    }
+    return tgw_encode(&m, key, key ? sizeof KEY : 0, buf, cap, &len, &err) ? len : 0u;
+}
+
+static void downlink(uint8_t type, uint32_t boot, uint32_t seq, const tgw_command_t *cmd,
+                     uint32_t ack_seq, const uint8_t *key) {
+    uint8_t buf[TGW_NODE_RX_MAX];
+    size_t len = encode_downlink(type, 0, boot, seq, cmd, ack_seq, key, buf, sizeof buf);
+    CHECK(len > 0u);
+    tgw_node_receive(&node, buf, len);
 }
 
 static void ack(uint32_t upto) {
@@ -647,30 +655,20 @@ static void test_a_change_the_hardware_or_storage_refuses_is_not_applied(void) {
 static void test_downlink_for_another_node_or_boot_or_garbage_changes_nothing(void) {
     tgw_node_config_t c = config();
     const uint8_t junk[5] = {1, 0x82, 0, 1, 2};
-    tgw_message_t m;
     uint8_t buf[64];
     size_t len;
-    const char *err;
     reset_host();
     CHECK(start(&c));
     event_window(1);
     downlink(TGW_MSG_ACK, 2, 1, NULL, 1, NULL); /* another boot */
     CHECK(node.ring.count == 1 && node.stats.rx_ignored == 1);
-    memset(&m, 0, sizeof m);
-    m.header.version = 1;
-    m.header.type = TGW_MSG_ACK;
-    m.header.node_id = c.node_id + 1u;
-    m.header.boot_id = 1;
-    m.body.ack.boot_id = 1;
-    m.body.ack.seq = 1;
-    CHECK(tgw_encode(&m, NULL, 0, buf, sizeof buf, &len, &err));
+    len = encode_downlink(TGW_MSG_ACK, c.node_id + 1u, 1, 1, NULL, 1, NULL, buf, sizeof buf);
     tgw_node_receive(&node, buf, len); /* another node */
     CHECK(node.ring.count == 1 && node.stats.rx_ignored == 2);
     tgw_node_receive(&node, junk, sizeof junk);
     CHECK(node.stats.rx_errors == 1);
-    m.header.node_id = c.node_id;
-    m.header.type = TGW_MSG_HEARTBEAT; /* an uplink type sent down */
-    CHECK(tgw_encode(&m, NULL, 0, buf, sizeof buf, &len, &err));
+    /* an uplink type sent down */
+    len = encode_downlink(TGW_MSG_HEARTBEAT, 0, 1, 1, NULL, 1, NULL, buf, sizeof buf);
     tgw_node_receive(&node, buf, len);
     CHECK(node.stats.rx_errors == 2 && node.ring.count == 1);
     ack(1);
@@ -737,10 +735,8 @@ static void test_serial_link_frames_and_deframes_and_counts_bad_frames(void) {
     tgw_node_config_t c = config();
     tgw_serial_link_t link;
     wire_t wire;
-    tgw_message_t m;
     uint8_t msg[64];
     size_t len;
-    const char *err;
     tgw_deframer_t d;
     uint8_t dbuf[TGW_MAX_FRAME_SIZE];
     size_t i;
@@ -761,14 +757,7 @@ static void test_serial_link_frames_and_deframes_and_counts_bad_frames(void) {
     }
     CHECK(messages == 1);
     /* downlink: an ACK frame, once with a flipped bit, once whole */
-    memset(&m, 0, sizeof m);
-    m.header.version = 1;
-    m.header.type = TGW_MSG_ACK;
-    m.header.node_id = c.node_id;
-    m.header.boot_id = 1;
-    m.body.ack.boot_id = 1;
-    m.body.ack.seq = 1;
-    CHECK(tgw_encode(&m, NULL, 0, msg, sizeof msg, &len, &err));
+    len = encode_downlink(TGW_MSG_ACK, 0, 1, 1, NULL, 1, NULL, msg, sizeof msg);
     wire.len = 0;
     CHECK(tgw_serial_link_send(&link, msg, len));
     wire.bytes[6] ^= 0x10u;
@@ -811,10 +800,8 @@ static void test_ble_link_fragments_at_the_mtu_and_reassembles_writes(void) {
     tgw_node_config_t c = config();
     tgw_ble_link_t link;
     gatt_t gatt;
-    tgw_message_t m;
     uint8_t msg[64], frag[TGW_BLE_MIN_ATT_MTU];
     size_t len, flen, n_frag, i;
-    const char *err;
     reset_host();
     CHECK(start(&c));
     event_window(1);
@@ -826,14 +813,7 @@ static void test_ble_link_fragments_at_the_mtu_and_reassembles_writes(void) {
                             host.sent[host.n_sent - 1].len));
     CHECK(gatt.messages == 1 && gatt.last_len == host.sent[host.n_sent - 1].len);
     CHECK(memcmp(gatt.buf, host.sent[host.n_sent - 1].bytes, gatt.last_len) == 0);
-    memset(&m, 0, sizeof m);
-    m.header.version = 1;
-    m.header.type = TGW_MSG_ACK;
-    m.header.node_id = c.node_id;
-    m.header.boot_id = 1;
-    m.body.ack.boot_id = 1;
-    m.body.ack.seq = 1;
-    CHECK(tgw_encode(&m, NULL, 0, msg, sizeof msg, &len, &err));
+    len = encode_downlink(TGW_MSG_ACK, 0, 1, 1, NULL, 1, NULL, msg, sizeof msg);
     n_frag = tgw_fragment_count(len, TGW_BLE_MIN_ATT_MTU);
     CHECK(n_frag == 2);
     CHECK(tgw_fragment(msg, len, 9, 1, TGW_BLE_MIN_ATT_MTU, frag, &flen));

@@ -17,6 +17,7 @@ extern "C" {
 #include "src/tgw/basicmotions_model.h"
 #include "src/tgw/tgw_link.h"
 }
+#include "src/tgw/basicmotions_node.h"
 #include "src/tgw/tgw_tflm.h"
 
 namespace {
@@ -177,18 +178,8 @@ void setup() {
     tgw_serial_link_init(&serial_link, serial_write, nullptr);
     tgw_ble_link_init(&ble_link, ble_notify, nullptr);
 
-    static tgw_model_t model = {};
-    model.ctx = &tflm;
-    model.model_id = BASICMOTIONS_MODEL_ID;
-    model.sha256 = basicmotions_model_sha256;
-    model.name = "basicmotions-cnn";
-    model.labels = basicmotions_labels;
-    model.n_labels = BASICMOTIONS_LABEL_COUNT;
-    model.window_samples = BASICMOTIONS_WINDOW_SAMPLES;
-    model.n_axes = BASICMOTIONS_WINDOW_AXES;
-    model.input_scale = BASICMOTIONS_INPUT_SCALE;
-    model.input_zero_point = BASICMOTIONS_INPUT_ZERO_POINT;
-    model.invoke = tgw_tflm_invoke;
+    static tgw_model_t model;
+    basicmotions_node_model(&model, &tflm, tgw_tflm_invoke);
 
     tgw_hal_t hal = {};
     hal.millis = hal_millis;

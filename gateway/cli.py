@@ -201,7 +201,7 @@ def _run(path: Path) -> int:
         return EX_CONFIG
     setup_logging(cfg.log.level, cfg.log.format)
     try:
-        asyncio.run(run(cfg))
+        asyncio.run(run(cfg, path))
     except ConfigError as exc:  # what only loading the models finds
         _print_problems(f"{path}: refusing to start:", exc)
         return EX_CONFIG

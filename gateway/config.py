@@ -366,7 +366,10 @@ class LogSection(_Strict):
 class HealthSection(_Strict):
     interval_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 30.0
     watchdog: StrictBool = True
-    """Ping systemd's watchdog when the unit sets WatchdogSec."""
+    """Ping systemd's watchdog when the unit sets WatchdogSec (while the pipeline is healthy)."""
+    stall_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 60.0
+    """A commit unfinished for this long makes the pipeline unhealthy: the watchdog pings
+    stop, and systemd restarts the service WatchdogSec later."""
 
 
 class CommandsSection(_Strict):

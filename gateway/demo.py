@@ -323,7 +323,7 @@ async def _demo_in(args: argparse.Namespace, data_dir: Path, out: _Stdout) -> No
             runners.append(await _ble_node(stack, args.rate))
             nodes.append(runners[-1].nodes[BLE_NODE_ID])
         gw = await build(_config(data_dir, host, port, protocol, links, nodes, args.ble))
-        stack.callback(install_signals(gw.stop))
+        stack.callback(install_signals(gw))
         view = View()
         stack.callback(lambda: out.say(_summary(view, gw, runners)))
         started = time.monotonic()

@@ -37,8 +37,12 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS[level])
-    # paho and aiomqtt narrate every packet at DEBUG; keep them at WARNING
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """The root level; paho and aiomqtt narrate every packet at DEBUG: kept at WARNING."""
+    logging.getLogger().setLevel(_LEVELS[level])
     for noisy in ("aiomqtt", "paho", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVELS[level]))
 

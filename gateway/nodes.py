@@ -139,6 +139,21 @@ class NodeRegistry:
     def all(self) -> list[LiveNode]:
         return list(self._nodes.values())
 
+    def reload(self, cfg: NodesSection) -> None:
+        """The node entries of a reloaded configuration (SIGHUP): keys, names, groups and
+        allowed commands take effect at once; a node no longer listed becomes unconfigured.
+        The policy keys (unknown, max_nodes, default period) keep their start-up values."""
+        self._configured = {int(k, 16): v for k, v in cfg.nodes.items()}
+        for node_id, node in self._nodes.items():
+            conf = self._configured.get(node_id)
+            node.config = conf
+            node.meta = NodeMeta(
+                conf.name if conf else None, conf.group if conf else None, node.meta.labels
+            )
+        for node_id in self._configured:
+            if node_id not in self._nodes:
+                self._add(node_id, NodeState())
+
     def allows(self, node_id: int, command: str) -> bool:
         conf = self._configured.get(node_id)
         return conf is None or conf.commands is None or command in conf.commands

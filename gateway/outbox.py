@@ -31,6 +31,7 @@ from gateway.paths import unwritable_file
 from gateway.protocol import SequenceState
 
 log = logging.getLogger(__name__)
+BUSY_WAIT_S = 300.0  # how long a statement waits for another connection's write lock
 
 SCHEMA_VERSION: Final = 5
 _T = TypeVar("_T")
@@ -222,7 +223,11 @@ class Outbox:
     def _open(self) -> dict[int, NodeState]:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # a tool holding the write lock a while (node forget) makes a commit wait, not
+            # fail; a lock never released is the supervisor's (health.stall_s)
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_WAIT_S
+            )
         except (OSError, sqlite3.Error) as exc:
             raise self._cannot_write(exc) or OutboxError(
                 f"cannot open outbox {self.path}: {exc}"

@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.clock import Clock
@@ -25,6 +26,7 @@ from gateway.logs import RateLimitedLog
 from gateway.model import node_hex
 from gateway.nodes import NodeRegistry
 from gateway.outbox import Outbox
+from gateway.reload import reload
 from gateway.sinks import Sink
 from gateway.sinks.delivery import Delivery
 from gateway.sinks.links import nodered_link, thingsboard_link
@@ -33,7 +35,8 @@ from gateway.sinks.nodered import NodeRedSink
 from gateway.sinks.thingsboard import ThingsBoardSink
 from gateway.sources import Source
 from gateway.sources.serial import SerialSource
-from gateway.systemd import notify, watchdog_interval_s
+from gateway.supervision import Supervisor
+from gateway.systemd import notify
 
 if TYPE_CHECKING:
     from gateway.verify.stage import VerificationStage
@@ -234,15 +237,6 @@ async def _operator_requests(gw: Gateway, period_s: float = 1.0) -> None:
             log.warning("operator requests not taken now: %s", exc)
 
 
-async def _watchdog(enabled: bool) -> None:
-    interval = watchdog_interval_s()
-    if interval is None or not enabled:
-        return
-    while True:
-        notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
-
-
 async def _announce_ready(gw: Gateway, t0: float) -> None:
     # asyncio.wait, not wait_for(gather(...)): a gather cancelled by an early stop
     # leaves a future whose CancelledError asyncio reports as never retrieved
@@ -277,9 +271,10 @@ async def serve(gw: Gateway, t0: float | None = None) -> None:
         asyncio.create_task(gw.ingest.liveness.watch(), name="liveness"),
         asyncio.create_task(_maintain(gw), name="outbox maintenance"),
         asyncio.create_task(_operator_requests(gw), name="operator requests"),
-        asyncio.create_task(_watchdog(gw.config.health.watchdog), name="watchdog"),
         *(asyncio.create_task(s.run(), name=f"sink {s.name}") for s in gw.sinks),
     ]
+    supervisor = Supervisor(gw, list(core), gw.config.health.stall_s)
+    core.append(asyncio.create_task(supervisor.run(), name="supervisor"))
     edge = [asyncio.create_task(src.run(gw.ingest), name=src.name) for src in gw.sources]
     edge.append(asyncio.create_task(_announce_ready(gw, t0), name="ready"))
     stopper = asyncio.create_task(gw.stop.wait(), name="stop")
@@ -316,22 +311,42 @@ async def _shutdown(gw: Gateway) -> None:
     log.info("stopped")
 
 
-def install_signals(stop: asyncio.Event) -> Callable[[], None]:
+def install_signals(gw: Gateway, config_path: Path | None = None) -> Callable[[], None]:
+    """SIGTERM and SIGINT stop the gateway; SIGHUP reloads ``config_path``, one reload at
+    a time (a SIGHUP during one is taken once it is done)."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    signals = [signal.SIGTERM, signal.SIGINT]
+    for sig in signals:
+        loop.add_signal_handler(sig, gw.stop.set)
+    reloads: list[asyncio.Task[None]] = []
+    lock = asyncio.Lock()
+
+    async def reload_once(path: Path) -> None:
+        async with lock:
+            await reload(gw, path)
+
+    if config_path is not None:
+        signals.append(signal.SIGHUP)
+
+        def on_hup() -> None:
+            reloads[:] = [t for t in reloads if not t.done()]
+            reloads.append(asyncio.create_task(reload_once(config_path), name="reload"))
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
 
     def remove() -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in signals:
             loop.remove_signal_handler(sig)
+        for task in reloads:
+            task.cancel()
 
     return remove
 
 
-async def run(cfg: Config) -> None:
+async def run(cfg: Config, config_path: Path | None = None) -> None:
     t0 = time.monotonic()
     gw = await build(cfg)
-    remove = install_signals(gw.stop)
+    remove = install_signals(gw, config_path)
     try:
         await serve(gw, t0)
     finally:

@@ -14,9 +14,11 @@ def notify(state: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]  # abstract namespace
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # never blocks: a receiver that stopped reading costs a STATUS line, not the loop
+        sock.setblocking(False)
         try:
             sock.sendto(state.encode(), address)
-        except OSError:
+        except OSError:  # BlockingIOError included
             return False
     return True
 

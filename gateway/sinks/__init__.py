@@ -21,3 +21,6 @@ class Sink(Protocol):
         """Records how far it got (called once it is cancelled)."""
 
     def health(self) -> dict[str, Any]: ...
+
+    def set_allowed_commands(self, names: list[str]) -> None:
+        """The bridge's command allow-list from a reloaded configuration (SIGHUP)."""

@@ -130,6 +130,10 @@ class NodeRedSink:
 
     # ---- commands ------------------------------------------------------------------
 
+    def set_allowed_commands(self, names: list[str]) -> None:
+        """[mqtt] commands from a reloaded configuration (SIGHUP)."""
+        self._allowed[:] = names
+
     async def _message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         parts = str(message.topic).split("/")
         node_text = parts[-2] if len(parts) >= 2 else ""

@@ -63,6 +63,9 @@ class ServerRequests:
         self.awaiting: dict[int, str] = {}  # attribute request id -> the shared key asked for
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def set_allowed(self, names: list[str]) -> None:
+        self._allowed[:] = names
+
     def handle(self, client: aiomqtt.Client, topic: str, body: Any) -> bool:
         """Starts what ``body`` on ``topic`` asks for; False when it is none of this."""
         if topic == RPC and _is_server_rpc(body):

@@ -221,6 +221,10 @@ class ThingsBoardSink:
         )
         self._unrenderable = Unrenderable(self.name, health, bad_input)
 
+    def set_allowed_commands(self, names: list[str]) -> None:
+        """[thingsboard] commands from a reloaded configuration (SIGHUP)."""
+        self._requests.set_allowed(names)
+
     # ---- devices -------------------------------------------------------------------
 
     def device(self, node_id: int) -> str:

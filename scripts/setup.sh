@@ -7,7 +7,8 @@
 #                              the package with [demo,verify,ble,blerig]
 #   scripts/setup.sh test      what the tests need: C compilers, the ARM cross compiler,
 #                              QEMU (the node firmware's Cortex-M4 build), Mosquitto and
-#                              its clients, openssl, dbus-daemon, Chromium; the package
+#                              its clients, openssl, dbus-daemon, Chromium, systemd's tools,
+#                              lintian and qemu-user-static (the .debs); the package
 #                              with [dev,demo,verify,parity,ble,blerig]; Node-RED 5 and its
 #                              node packages in nodered_flows/test; and, where Python is
 #                              3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
@@ -33,7 +34,8 @@ case $profile in
     ;;
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
-      gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dbus-daemon chromium)
+      gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dbus-daemon chromium
+      systemd lintian qemu-user-static)
     extras=dev,demo,verify,parity,ble,blerig
     ;;
   *)

@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     forget.add_argument(
         "--wait", type=float, default=10.0, help="seconds to wait for the running gateway"
     )
+    doctor = sub.add_parser("doctor", help="check a live install and say what to fix")
+    doctor.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    doctor.add_argument(
+        "--user", default=None, help="the service's user (default: tinyml-gateway, if it exists)"
+    )
     sub.add_parser("version", help="print the version")
     return p
 
@@ -111,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.config)
     if args.command == "node":
         return _forget(args.config, args.node_id, args.wait)
+    if args.command == "doctor":
+        return _doctor(args.config, args.user)
     if args.command == "demo":
         from gateway.demo import run_demo
 
@@ -189,6 +196,18 @@ def _forget(path: Path, node_text: str, wait_s: float) -> int:
     ok, text = request_forget(cfg.outbox_path, node_id, wait_s)
     print(text, file=sys.stdout if ok else sys.stderr)
     return EX_OK if ok else EX_IOERR
+
+
+def _doctor(path: Path, user: str | None) -> int:
+    from gateway.config import load_config
+    from gateway.doctor import run
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _print_problems(f"FAIL  {path}:", exc)
+        return EX_CONFIG
+    return run(cfg, user)
 
 
 def _run(path: Path) -> int:

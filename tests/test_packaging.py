@@ -282,3 +282,28 @@ def test_the_arm64_daemon_reaches_ready_under_qemu(arm64_root: Path, tmp_path: P
             proc.kill()
         sock.close()
     assert proc.returncode == 0 and "stopped" in err and "Traceback" not in err, err
+
+
+def test_dbus_daemon_loads_the_bluez_policy(tmp_path: Path) -> None:
+    """The policy file as a bus loads it (a private bus: the system bus is not ours)."""
+    need("dbus-daemon")
+    policy = ROOT / "packaging/dbus/tinyml-gateway.conf"
+    config = tmp_path / "bus.conf"
+    config.write_text(
+        '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"'
+        ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
+        f"<busconfig><type>custom</type><listen>unix:path={tmp_path}/bus</listen>"
+        '<auth>EXTERNAL</auth><policy context="default"><allow user="*"/></policy>'
+        f"<include>{policy}</include></busconfig>\n"
+    )
+    proc = subprocess.Popen(
+        ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline()  # printed once the configuration is loaded
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert address.startswith(f"unix:path={tmp_path}/bus"), err

@@ -372,6 +372,15 @@ class HealthSection(_Strict):
     stop, and systemd restarts the service WatchdogSec later."""
 
 
+class MetricsSection(_Strict):
+    """A Prometheus endpoint with the health counters and gauges (docs/metrics.md)."""
+
+    enabled: StrictBool = False
+    host: str = "127.0.0.1"
+    """Where it listens; localhost unless the scraper is elsewhere (it has no auth)."""
+    port: Annotated[StrictInt, Field(gt=0, lt=65536)] = 9108
+
+
 class CommandsSection(_Strict):
     timeout_s: Annotated[StrictFloat, Field(gt=0, le=120)] = 8.0
 
@@ -500,6 +509,7 @@ class Config(_Strict):
     outbox: OutboxSection = OutboxSection()
     log: LogSection = LogSection()
     health: HealthSection = HealthSection()
+    metrics: MetricsSection = MetricsSection()
     commands: CommandsSection = CommandsSection()
     verify: VerifySection = VerifySection()
 
@@ -584,6 +594,15 @@ def dependency_problems(cfg: Config) -> list[tuple[str, str, str]]:
                 "ble.enabled",
                 "BLE needs bleak, which is not installed",
                 "install the ble extra: pip install 'tinyml-gateway[ble]' (or set enabled = false)",
+            )
+        )
+    if cfg.metrics.enabled and importlib.util.find_spec("prometheus_client") is None:
+        out.append(
+            (
+                "metrics.enabled",
+                "the metrics endpoint needs prometheus-client, which is not installed",
+                "install the metrics extra: pip install 'tinyml-gateway[metrics]' "
+                "(or set enabled = false)",
             )
         )
     if cfg.verify.enabled and not verify_runtime_found(cfg.verify.runtime):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.clock import Clock
 from gateway.commands import CommandRouter
 from gateway.config import Config
-from gateway.errors import OutboxError
+from gateway.errors import ConfigError, OutboxError
 from gateway.health import Health
 from gateway.ingest import Ingest
 from gateway.logs import RateLimitedLog
@@ -39,6 +39,7 @@ from gateway.supervision import Supervisor
 from gateway.systemd import notify
 
 if TYPE_CHECKING:
+    from gateway.metrics import MetricsServer
     from gateway.verify.stage import VerificationStage
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Gateway:
     sources: list[Source]
     sinks: list[Sink]
     verification: VerificationStage | None = None
+    metrics: MetricsServer | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_s: float | None = None
@@ -151,6 +153,11 @@ async def build(cfg: Config) -> Gateway:
         sources.append(BleSource(cfg.ble, health.counters, bad))
     gw = Gateway(cfg, health, outbox, registry, router, ingest, sources, sinks, verification)
     _health_sections(gw)
+    if cfg.metrics.enabled:
+        from gateway.metrics import HealthCollector, MetricsServer
+
+        collector = HealthCollector(gw.health.payload, gw.registry.all)
+        gw.metrics = MetricsServer(collector, cfg.metrics.host, cfg.metrics.port)
     return gw
 
 
@@ -266,6 +273,8 @@ async def serve(gw: Gateway, t0: float | None = None) -> None:
     """
     t0 = time.monotonic() if t0 is None else t0
     asyncio.get_running_loop().set_exception_handler(quiet_cancelled_connects)
+    if gw.metrics is not None:
+        await _start_metrics(gw, gw.metrics)
     core = [
         asyncio.create_task(gw.ingest.run(), name="ingest"),
         asyncio.create_task(gw.ingest.liveness.watch(), name="liveness"),
@@ -293,6 +302,22 @@ async def serve(gw: Gateway, t0: float | None = None) -> None:
         await _shutdown(gw)
 
 
+async def _start_metrics(gw: Gateway, metrics: MetricsServer) -> None:
+    try:
+        await metrics.start()
+    except OSError as exc:
+        await _shutdown(gw)
+        raise ConfigError(
+            [
+                (
+                    "metrics.port",
+                    f"cannot listen on {metrics.host}:{metrics.port}: {exc.strerror or exc}",
+                    "choose a free port and a local address, or set enabled = false",
+                )
+            ]
+        ) from None
+
+
 async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = 10.0) -> None:
     for task in tasks:
         task.cancel()
@@ -303,6 +328,8 @@ async def _cancel(tasks: list[asyncio.Task[None]], timeout_s: float = 10.0) -> N
 
 async def _shutdown(gw: Gateway) -> None:
     notify("STOPPING=1")
+    if gw.metrics is not None:
+        await gw.metrics.close()
     for sink in gw.sinks:
         await sink.close()
     if gw.verification is not None:

@@ -9,7 +9,7 @@
 #                              QEMU (the node firmware's Cortex-M4 build), Mosquitto and
 #                              its clients, openssl, dbus-daemon, Chromium, systemd's tools,
 #                              lintian and qemu-user-static (the .debs); the package
-#                              with [dev,demo,verify,parity,ble,blerig]; Node-RED 5 and its
+#                              with [dev,demo,verify,parity,ble,blerig,metrics]; Node-RED 5 and its
 #                              node packages in nodered_flows/test; and, where Python is
 #                              3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
 #                              beside the package, for its parity test
@@ -36,7 +36,7 @@ case $profile in
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
       gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dbus-daemon chromium
       systemd lintian qemu-user-static)
-    extras=dev,demo,verify,parity,ble,blerig
+    extras=dev,demo,verify,parity,ble,blerig,metrics
     ;;
   *)
     echo "usage: scripts/setup.sh demo|demo-ble|test" >&2

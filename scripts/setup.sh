@@ -9,8 +9,8 @@
 #                              QEMU (the node firmware's Cortex-M4 build), Mosquitto and
 #                              its clients, openssl, dbus-daemon, Chromium, systemd's tools,
 #                              lintian and qemu-user-static (the .debs); the package
-#                              with [dev,demo,verify,parity,ble,blerig,metrics]; Node-RED 5 and its
-#                              node packages in nodered_flows/test; and, where Python is
+#                              with [dev,demo,verify,parity,ble,blerig,metrics]; Node-RED 5
+#                              and its node packages in nodered_flows/test; and, where Python is
 #                              3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
 #                              beside the package, for its parity test
 #

@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 
 echo "== ruff"
-.venv/bin/ruff check gateway tests bench training nodered_flows thingsboard_rules mcu_firmware/tools
-.venv/bin/ruff format --check gateway tests bench training nodered_flows thingsboard_rules mcu_firmware/tools
+.venv/bin/ruff check gateway tests bench training nodered_flows thingsboard_rules mcu_firmware/tools packaging
+.venv/bin/ruff format --check gateway tests bench training nodered_flows thingsboard_rules mcu_firmware/tools packaging
 echo "== mypy (strict, gateway/)"
 .venv/bin/mypy
 echo "== node firmware: host tests of the protocol library and the node core, Cortex-M4 builds"

@@ -139,3 +139,24 @@ def test_bluez_through_the_emulated_bluez(tmp_path: Path) -> None:
     code, lines = doctor(tmp_path, data, "--user", "root", env=gone)
     assert code == 1
     line(lines, "FAIL", "BLE: the system D-Bus is not reachable")
+
+
+def test_a_read_only_data_dir(tmp_path: Path) -> None:
+    """The outbox folder on a read-only mount (a bind mount made read-only in a private
+    mount namespace): even root cannot write there, and the doctor says so."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data = config_data(tmp_path, None, [], mqtt={"enabled": False})
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml_text(data))
+    script = (
+        f"mount --bind {data_dir} {data_dir} && mount -o remount,bind,ro {data_dir} && "
+        f"exec {sys.executable} -m gateway doctor -c {config} --user root"
+    )
+    r = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "set [gateway] data_dir" in line(
+        r.stdout.splitlines(), "FAIL", f"{data_dir} is not writable by root"
+    )

@@ -100,6 +100,18 @@ def spawn(
     )
 
 
+async def started(
+    tmp: Path, mosquitto: Mosquitto, data: dict[str, Any]
+) -> tuple[Notifications, Path, Collector, subprocess.Popen[bytes]]:
+    """The gateway process on this configuration, a notify socket and an event subscriber."""
+    config = tmp / "gateway.toml"
+    config.write_text(toml_text(data))
+    notes, log = Notifications(tmp), tmp / "gateway.log"
+    sub = Collector(mosquitto, "tinyml/gw/+/event")
+    await sub.start()
+    return notes, log, sub, spawn(config, log, notes)
+
+
 def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -131,6 +143,26 @@ async def test_status_lines_say_what_runs(tmp_path: Path, mosquitto: Mosquitto, 
         sim.cancel()
         stop(proc, log)
         notes.close()
+    # READY came once the pipeline was up: the port open and the broker connected first
+    text = log.read_text()
+    ready = text.index("ready in")
+    assert text.index(f"serial {link.path}: open") < ready
+    assert text.index("mqtt: connected to") < ready
+
+
+def test_the_watchdog_period_is_half_of_watchdogsec(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gateway.systemd import watchdog_interval_s
+
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert watchdog_interval_s() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_interval_s() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))  # meant for another process
+    assert watchdog_interval_s() is None
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    monkeypatch.setenv("WATCHDOG_USEC", "garbage")
+    assert watchdog_interval_s() is None
 
 
 async def test_a_stalled_commit_stops_the_watchdog_until_it_finishes(
@@ -139,12 +171,7 @@ async def test_a_stalled_commit_stops_the_watchdog_until_it_finishes(
     link = pty()
     node = SimulatedNode(0xA200)
     data = config_data(tmp_path, mosquitto, [link.path], health={"stall_s": 1.0})
-    config = tmp_path / "gateway.toml"
-    config.write_text(toml_text(data))
-    notes, log = Notifications(tmp_path), tmp_path / "gateway.log"
-    sub = Collector(mosquitto, "tinyml/gw/+/event")
-    await sub.start()
-    proc = spawn(config, log, notes)
+    notes, log, sub, proc = await started(tmp_path, mosquitto, data)
     runner = NodeRunner(link, [node], rate_hz=20, count=200)
     try:
         await notes.wait_for(lambda t: "READY=1" in t)
@@ -184,12 +211,8 @@ async def test_sighup_reloads_a_node_key_and_names_what_needs_a_restart(
     node = SimulatedNode(0xA300, key=bytes.fromhex(KEY_B))
     hexid = node_hex(node.node_id)
     data = config_data(tmp_path, mosquitto, [link.path], nodes={hexid: {"key": KEY_A}})
+    notes, log, sub, proc = await started(tmp_path, mosquitto, data)
     config = tmp_path / "gateway.toml"
-    config.write_text(toml_text(data))
-    notes, log = Notifications(tmp_path), tmp_path / "gateway.log"
-    sub = Collector(mosquitto, "tinyml/gw/+/event")
-    await sub.start()
-    proc = spawn(config, log, notes)
     sim = asyncio.create_task(NodeRunner(link, [node], rate_hz=20).run())
     try:
         await notes.wait_for(lambda t: "READY=1" in t)

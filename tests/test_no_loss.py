@@ -188,7 +188,16 @@ async def test_outbox_cap_drops_exactly_the_counted_oldest_events(tmp_path: Path
         # the persisted figure is in the health payload too
         assert gw.health.payload()["outbox"]["dropped_events:mqtt"] == dropped
         broker.start()
-        await sub.wait_for(lambda: len(distinct(sub.messages)) >= 6000 - dropped, timeout=120)
+        try:
+            await sub.wait_for(lambda: len(distinct(sub.messages)) >= 6000 - dropped, timeout=120)
+        except AssertionError as exc:  # say where delivery stood, for the next look at it
+            pending = await gw.outbox.pending("mqtt")
+            sinks = gw.health.payload()["sinks"]
+            broker.stop()
+            raise AssertionError(
+                f"{exc}; {len(distinct(sub.messages))} distinct events, "
+                f"{dropped} dropped, {pending} pending, sinks {sinks}"
+            ) from None
         # the sink records its position every 250 ms, after the last PUBACKs: give it time
         for _ in range(300):
             if await gw.outbox.pending("mqtt") == 0:

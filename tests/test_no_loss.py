@@ -16,12 +16,13 @@ import asyncio
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from gateway.model import node_hex
+from gateway.model import RecordKind, node_hex
 from gateway.sim.link import NodeRunner
 from gateway.sim.node import SimulatedNode, expected_event
 from tests.peers import (
@@ -187,6 +188,14 @@ async def test_outbox_cap_drops_exactly_the_counted_oldest_events(tmp_path: Path
         dropped = (await gw.outbox.counters())["dropped_events:mqtt"]
         # the persisted figure is in the health payload too
         assert gw.health.payload()["outbox"]["dropped_events:mqtt"] == dropped
+        # what the cap kept, in the order it was stored: a frame the pty lost is resent
+        # later, so storage order is not seq order, and "oldest" means stored first
+        kept = await gw.outbox.fetch(await gw.outbox.cursor("mqtt"), 10_000)
+        kept_seqs = [r.seq for r in kept if r.kind == RecordKind.EVENT]
+        with sqlite3.connect(cfg.outbox_path) as db:  # the last id ever given to a record
+            (last_id,) = db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'records'"
+            ).fetchone()
         broker.start()
         try:
             await sub.wait_for(lambda: len(distinct(sub.messages)) >= 6000 - dropped, timeout=120)
@@ -208,8 +217,12 @@ async def test_outbox_cap_drops_exactly_the_counted_oldest_events(tmp_path: Path
         got = distinct(sub.messages)
         assert 0 < dropped < 6000
         assert len(got) == 6000 - dropped
-        # the dropped ones are the oldest, and only they
-        assert sorted(s for _, _, s in got) == list(range(dropped + 1, 6001))
+        # the cap dropped the oldest stored records and only they: what is left is an
+        # unbroken tail of record ids, and exactly that was delivered
+        ids = [r.id for r in kept]
+        assert ids == list(range(ids[0], last_id + 1))
+        assert len(kept_seqs) == 6000 - dropped
+        assert sorted(s for _, _, s in got) == sorted(kept_seqs)
         assert gw.outbox.stats.used_bytes <= 300_000
         await sub.stop()
     broker.stop()

@@ -139,6 +139,8 @@ async def test_status_lines_say_what_runs(tmp_path: Path, mosquitto: Mosquitto, 
         assert m is not None and m.group(2) == "1" and m.groups()[4:] == ("1", "1"), line
         proc.send_signal(signal.SIGTERM)
         await notes.wait_for(lambda t: "STOPPING=1" in t)
+        # one SIGTERM only: a second one after the handlers are gone would kill it
+        assert await asyncio.to_thread(proc.wait, 30) == 0, log.read_text()[-3000:]
     finally:
         sim.cancel()
         stop(proc, log)

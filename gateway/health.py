@@ -34,6 +34,11 @@ class Health:
 
         return remove
 
+    def read(self, name: str) -> Any:
+        """One section as the payload would carry it; None when it is not registered."""
+        provider = self._sections.get(name)
+        return None if provider is None else provider()
+
     def payload(self, *, online: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "schema": SCHEMA,

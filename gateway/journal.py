@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import struct
 from collections.abc import Mapping
 from typing import Final, TextIO
+
+from gateway.systemd import datagram_socket
 
 SOCKET: Final = "/run/systemd/journal/socket"
 IDENTIFIER: Final = "tinyml-gateway"
@@ -88,8 +89,7 @@ class JournalHandler(logging.Handler):
         super().__init__()
         self._fallback = fallback
         self._path = path
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self._sock.setblocking(False)  # a journald that stalls costs lines, not the loop
+        self._sock = datagram_socket()
         self.dropped = 0
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -72,14 +72,16 @@ class Supervisor:
         now, events = self.clock(), self.gw.health.counters["events"]
         rate = (events - self._events) / (now - self._at) if self._at and now > self._at else 0.0
         self._events, self._at = events, now
-        nodes = self.gw.registry.all()
-        online = sum(n.online for n in nodes)
+        # the health payload's own sections, so STATUS and the health topic agree
+        nodes = self.gw.health.read("nodes") or {}
+        sinks = self.gw.health.read("sinks") or {}
         depth = self._outbox_depth()
-        connected = sum(bool(s.health().get("connected")) for s in self.gw.sinks)
+        connected = sum(bool(s.get("connected")) for s in sinks.values())
         return (
-            f"{online} of {len(nodes)} nodes online, {rate:.0f} events/s, "
+            f"{nodes.get('online', 0)} of {nodes.get('known', 0)} nodes online, "
+            f"{rate:.0f} events/s, "
             f"outbox {'?' if depth is None else depth} pending, "
-            f"sinks {connected}/{len(self.gw.sinks)} connected"
+            f"sinks {connected}/{len(sinks)} connected"
         )
 
     def tick(self) -> bool:

@@ -6,6 +6,14 @@ import os
 import socket
 
 
+def datagram_socket() -> socket.socket:
+    """A non-blocking AF_UNIX datagram socket, for systemd's and journald's sockets: a
+    receiver that stopped reading costs a message, never the event loop."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    sock.setblocking(False)
+    return sock
+
+
 def notify(state: str) -> bool:
     """Sends e.g. "READY=1"; returns False when not run by systemd (no socket)."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -13,9 +21,7 @@ def notify(state: str) -> bool:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]  # abstract namespace
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        # never blocks: a receiver that stopped reading costs a STATUS line, not the loop
-        sock.setblocking(False)
+    with datagram_socket() as sock:
         try:
             sock.sendto(state.encode(), address)
         except OSError:  # BlockingIOError included

@@ -1,0 +1,174 @@
+"""The same events for both gateways, each through the input it takes.
+
+Ours: the protocol's frames (COBS + CRC-32) written into pseudo-terminals, one simulated
+serial port per four nodes, ACKs read and discarded. The peer: one JSON message per event,
+QoS 1, on a field broker its MQTT connector subscribes to (``nodes/<node>/event``) - its
+MQTT connector, not its serial one: the serial connector reads a byte per call and tops out
+below its MQTT path (docs/performance.md), so this is the input it handles best.
+
+Every event carries the writer's monotonic clock in ms as ``uptime_ms``, which the counter
+turns into latency. Sequence numbers go on from run to run of one stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+from bench.bench_pipeline import drain, write_all
+from gateway.protocol import encode, encode_frame
+from gateway.protocol.constants import SCORE_SCALE
+from gateway.sim.link import FdLink, open_pty
+from gateway.sim.node import LABELS, expected_event
+
+PORTS = 4
+NODES_PER_PORT = 4
+BASE_ID = 0xC000
+
+
+def stamp_ms() -> int:
+    return int(time.monotonic() * 1000) & 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Ev:
+    node: int
+    seq: int
+
+
+@dataclass
+class Stream:
+    """Round-robin over the nodes; each node's seq goes on where the last batch ended."""
+
+    nodes: list[int] = field(
+        default_factory=lambda: [BASE_ID + i for i in range(PORTS * NODES_PER_PORT)]
+    )
+    next_seq: dict[int, int] = field(default_factory=dict)
+
+    def take(self, n: int, nodes: list[int] | None = None) -> list[Ev]:
+        pick = nodes or self.nodes
+        out = []
+        for i in range(n):
+            node = pick[i % len(pick)]
+            seq = self.next_seq.get(node, 1)
+            self.next_seq[node] = seq + 1
+            out.append(Ev(node, seq))
+        return out
+
+
+def paced(events: list[Ev], rate: float | None, send: Callable[[list[Ev]], None]) -> None:
+    """Calls ``send`` with the events due so far: all at once when ``rate`` is None."""
+    if rate is None:
+        send(events)
+        return
+    t0 = time.monotonic()
+    done = 0
+    while done < len(events):
+        due = min(len(events), int((time.monotonic() - t0) * rate) + 1)
+        if due > done:
+            send(events[done:due])
+            done = due
+        time.sleep(max(0.0, t0 + done / rate - time.monotonic()))
+
+
+class PtyFeeder:
+    """Serial ports for our gateway: node n is on port (n - BASE_ID) // NODES_PER_PORT."""
+
+    def __init__(self) -> None:
+        self.links: list[FdLink] = [open_pty() for _ in range(PORTS)]
+        self._stop = threading.Event()
+        for link in self.links:
+            threading.Thread(target=drain, args=(link.fd, self._stop), daemon=True).start()
+
+    @property
+    def paths(self) -> list[str]:
+        return [link.path for link in self.links]
+
+    def _frames(self, events: Iterable[Ev], stamp: int | None) -> dict[int, bytearray]:
+        out: dict[int, bytearray] = {}
+        for ev in events:
+            port = (ev.node - BASE_ID) // NODES_PER_PORT % PORTS
+            body = encode(
+                expected_event(ev.node, ev.seq),
+                node_id=ev.node,
+                boot_id=1,
+                seq=ev.seq,
+                uptime_ms=stamp_ms() if stamp is None else stamp,
+            )
+            out.setdefault(port, bytearray()).extend(encode_frame(body))
+        return out
+
+    def send(self, events: list[Ev], rate: float | None = None, same_ms: bool = False) -> None:
+        stamp = stamp_ms() if same_ms else None
+
+        def write(batch: list[Ev]) -> None:
+            for port, data in self._frames(batch, stamp).items():
+                write_all(self.links[port].fd, data)
+
+        if rate is None and not same_ms:  # a flood: 16 KiB writes, like a busy UART driver
+            for i in range(0, len(events), 256):
+                write(events[i : i + 256])
+        else:
+            paced(events, rate, write)
+
+    def close(self) -> None:
+        self._stop.set()
+        for link in self.links:
+            link.close()
+
+
+def event_json(ev: Ev, stamp: int, ts: int) -> bytes:
+    e = expected_event(ev.node, ev.seq)
+    return json.dumps(
+        {
+            "node": f"{ev.node:016x}",
+            "boot": 1,
+            "seq": ev.seq,
+            "label": LABELS[e.label],
+            "label_index": e.label,
+            "score": round(e.score / SCORE_SCALE, 5),
+            "inference_us": e.inference_us,
+            "uptime_ms": stamp,
+            "ts": ts,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class MqttFeeder:
+    """Devices publishing to the field broker the peer's MQTT connector reads."""
+
+    def __init__(self, port: int) -> None:
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"bench-devices-{os.getpid()}",
+            protocol=mqtt.MQTTv5,
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._last: mqtt.MQTTMessageInfo | None = None
+
+    def send(self, events: list[Ev], rate: float | None = None, same_ms: bool = False) -> None:
+        fixed = (stamp_ms(), time.time_ns() // 1_000_000) if same_ms else None
+
+        def publish(batch: list[Ev]) -> None:
+            for ev in batch:
+                stamp, ts = fixed or (stamp_ms(), time.time_ns() // 1_000_000)
+                topic = f"nodes/{ev.node:016x}/event"
+                self._last = self.client.publish(topic, event_json(ev, stamp, ts), qos=1)
+
+        paced(events, rate, publish)
+        if self._last is not None:
+            self._last.wait_for_publish(120)  # the field broker has them all
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

@@ -43,20 +43,18 @@ class PeerEnv:
     def python(self) -> Path:
         return self.venv / "bin" / "python"
 
+    def _ask(self, code: str) -> str | None:
+        """What one line of Python prints in the peer's venv; None when it fails."""
+        done = subprocess.run(
+            [str(self.python), "-c", code], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else None
+
     def installed(self) -> bool:
         if not self.python.exists():
             return False
-        done = subprocess.run(
-            [
-                str(self.python),
-                "-c",
-                "import importlib.metadata as m; print(m.version('thingsboard-gateway'))",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return done.returncode == 0 and done.stdout.strip() == PEER_VERSION
+        code = "import importlib.metadata as m; print(m.version('thingsboard-gateway'))"
+        return self._ask(code) == PEER_VERSION
 
     def ensure(self) -> float | None:
         """Creates the venv when it is missing; returns the seconds it took, or None."""
@@ -85,26 +83,13 @@ class PeerEnv:
         return time.monotonic() - t0
 
     def package_dir(self) -> Path:
-        done = subprocess.run(
-            [
-                str(self.python),
-                "-c",
-                "import thingsboard_gateway as t, os; print(os.path.dirname(t.__file__))",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return Path(done.stdout.strip())
+        out = self._ask("import thingsboard_gateway as t, os; print(os.path.dirname(t.__file__))")
+        if out is None:
+            raise PeerUnavailable(f"thingsboard_gateway does not import in {self.venv}")
+        return Path(out)
 
     def python_version(self) -> str:
-        done = subprocess.run(
-            [str(self.python), "-c", "import sys; print(sys.version.split()[0])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout.strip()
+        return self._ask("import sys; print(sys.version.split()[0])") or "?"
 
     def argv(self) -> list[str]:
         # what its `thingsboard-gateway` script runs, with TB_GW_CONFIG_DIR set

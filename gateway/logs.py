@@ -48,9 +48,11 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
 
 
 def set_level(level: str) -> None:
-    """The root level; paho and aiomqtt narrate every packet at DEBUG: kept at WARNING."""
+    """The root level; paho and aiomqtt narrate every packet at DEBUG: kept at WARNING.
+
+    aiomqtt logs as "mqtt" and hands that logger to paho."""
     logging.getLogger().setLevel(_LEVELS[level])
-    for noisy in ("aiomqtt", "paho", "amqtt", "transitions"):
+    for noisy in ("mqtt", "aiomqtt", "paho", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, _LEVELS[level]))
 
 

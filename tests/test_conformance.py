@@ -8,12 +8,18 @@ gateway/sinks/publisher.py publishes through aiomqtt's paho client and shares pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import logging
 
 import aiomqtt
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.sinks.mqtt import MqttLink, MqttSession, client_log
+from tests.peers import Mosquitto
 
 
 async def test_aiomqtt_keeps_its_paho_client_in_underscore_client() -> None:
@@ -65,3 +71,24 @@ async def test_aiomqtt_adds_socket_writers_on_a_later_loop_pass() -> None:
     assert "client.loop_write()" in src and "self._disconnected.set_exception(exc)" in src
     assert isinstance(client._disconnected, asyncio.Future)
     assert paho.Client(paho.CallbackAPIVersion.VERSION2).socket() is None
+
+
+async def test_a_late_suback_of_a_cancelled_subscribe_logs_no_traceback(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway stopping while it subscribes: aiomqtt forgets the call, then the broker's
+    SUBACK comes and aiomqtt logs "Unexpected message ID" with a KeyError traceback. The
+    session's client logs through a logger that drops that record."""
+    link = MqttLink("127.0.0.1", mosquitto.port, "3.1.1", "late-suback", 30)
+    caplog.set_level(logging.DEBUG, logger="mqtt")
+    async with MqttSession("mqtt", link).client() as client:
+        call = asyncio.create_task(client.subscribe("a/#", qos=1))
+        await asyncio.sleep(0)  # SUBSCRIBE is on its way; aiomqtt waits for its SUBACK
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await call
+        # SUBACKs come in order: once the second is in, the first has been handled
+        await client.subscribe("b/#", qos=1)
+    seen = [r for r in caplog.records if r.name == "mqtt" and r.levelno >= logging.WARNING]
+    assert seen == [], [r.getMessage() for r in seen]
+    assert client_log is client._logger

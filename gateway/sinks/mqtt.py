@@ -25,6 +25,21 @@ from gateway.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
+
+class _LateAcks(logging.Filter):
+    """aiomqtt logs a SUBACK or UNSUBACK whose call it no longer waits for with a
+    traceback ("Unexpected message ID"). The call was cancelled (the gateway stopping
+    while it subscribed) or timed out and has said so itself: nothing is lost, and the
+    record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unexpected message ID")
+
+
+# aiomqtt's own logger, which its paho client narrates every packet to (see logs.py)
+client_log = logging.getLogger("mqtt")
+client_log.addFilter(_LateAcks())
+
 # CONNACK codes that mean "your credentials are wrong" (3.1.1 and 5)
 _AUTH_CODES: Final = {4, 5, 134, 135}
 
@@ -179,6 +194,7 @@ class MqttSession:
             max_queued_outgoing_messages=0,
             clean_session=None if link.v5 else True,
             timeout=30,
+            logger=client_log,
         )
         # aiomqtt warns above 10 pending publishes; we keep up to max_inflight on purpose
         client.pending_calls_threshold = link.max_inflight + 100

@@ -36,6 +36,23 @@ def stamp_ms() -> int:
     return int(time.monotonic() * 1000) & 0xFFFFFFFF
 
 
+class Clocks:
+    """Each device's clock: strictly increasing per device, as a sensor's event times are.
+
+    A flood puts many events of one device into one millisecond of the writer's clock;
+    real events of one sensor never share one, and a server keeps one value per (device,
+    key, ts). Only the burst scenario stamps on purpose with one millisecond."""
+
+    def __init__(self, now: Callable[[], int]) -> None:
+        self._now = now
+        self._last: dict[int, int] = {}
+
+    def __call__(self, node: int) -> int:
+        t = max(self._now(), self._last.get(node, -1) + 1)
+        self._last[node] = t
+        return t
+
+
 @dataclass(frozen=True, slots=True)
 class Ev:
     node: int
@@ -83,6 +100,7 @@ class PtyFeeder:
     def __init__(self) -> None:
         self.links: list[FdLink] = [open_pty() for _ in range(PORTS)]
         self._stop = threading.Event()
+        self._uptime = Clocks(stamp_ms)
         for link in self.links:
             threading.Thread(target=drain, args=(link.fd, self._stop), daemon=True).start()
 
@@ -99,7 +117,7 @@ class PtyFeeder:
                 node_id=ev.node,
                 boot_id=1,
                 seq=ev.seq,
-                uptime_ms=stamp_ms() if stamp is None else stamp,
+                uptime_ms=self._uptime(ev.node) if stamp is None else stamp,
             )
             out.setdefault(port, bytearray()).extend(encode_frame(body))
         return out
@@ -155,13 +173,15 @@ class MqttFeeder:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self._last: mqtt.MQTTMessageInfo | None = None
+        self._uptime = Clocks(stamp_ms)
+        self._ts = Clocks(lambda: time.time_ns() // 1_000_000)
 
     def send(self, events: list[Ev], rate: float | None = None, same_ms: bool = False) -> None:
         fixed = (stamp_ms(), time.time_ns() // 1_000_000) if same_ms else None
 
         def publish(batch: list[Ev]) -> None:
             for ev in batch:
-                stamp, ts = fixed or (stamp_ms(), time.time_ns() // 1_000_000)
+                stamp, ts = fixed or (self._uptime(ev.node), self._ts(ev.node))
                 topic = f"nodes/{ev.node:016x}/event"
                 self._last = self.client.publish(topic, event_json(ev, stamp, ts), qos=1)
 

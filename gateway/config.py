@@ -189,7 +189,8 @@ class BrokerSection(_Strict):
     port: Annotated[StrictInt, Field(gt=0, lt=65536)] = 1883
     protocol: Literal["3.1.1", "5"] = "5"
     client_id: str | None = None
-    """Default: tinyml-gateway-<gateway.id>"""
+    """Default: tinyml-gateway-<gateway.id> for Node-RED's broker, with "-thingsboard" added
+    for ThingsBoard's."""
     tls: TlsSection | None = None
     max_inflight: Annotated[StrictInt, Field(ge=1, le=65535)] = 100
     """Publishes awaiting PUBACK at once."""
@@ -517,6 +518,38 @@ class Config(_Strict):
     def outbox_path(self) -> Path:
         return self.outbox.path or self.gateway.data_dir / "outbox.sqlite3"
 
+    @property
+    def nodered_client_id(self) -> str:
+        return self.mqtt.client_id or f"tinyml-gateway-{self.gateway.id}"
+
+    @property
+    def thingsboard_client_id(self) -> str:
+        # its own default: two sessions with one id on one broker would have the broker
+        # take each over from the other, again and again
+        return self.thingsboard.client_id or f"tinyml-gateway-{self.gateway.id}-thingsboard"
+
+
+def _session_problems(cfg: Config) -> list[tuple[str, str, str]]:
+    """What the models cannot see field by field: the two bridges' sessions on one broker."""
+    mqtt, tb = cfg.mqtt, cfg.thingsboard
+    same_broker = (mqtt.host.lower(), mqtt.port) == (tb.host.lower(), tb.port)
+    if (
+        mqtt.enabled
+        and tb.enabled
+        and same_broker
+        and cfg.nodered_client_id == cfg.thingsboard_client_id
+    ):
+        return [
+            (
+                "thingsboard.client_id",
+                f"{tb.client_id!r} is also the Node-RED bridge's client id on the same broker"
+                f" ({tb.host}:{tb.port}), which would disconnect one session whenever the other"
+                " connects",
+                "give each bridge its own client_id, or remove both to use the defaults",
+            )
+        ]
+    return []
+
 
 _HINTS = {
     "extra_forbidden": "unknown option: check its spelling against packaging/config.example.toml",
@@ -551,9 +584,12 @@ def _problems(exc: ValidationError) -> list[tuple[str, str, str]]:
 
 def parse_config(data: dict[str, Any]) -> Config:
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
+    if problems := _session_problems(cfg):
+        raise ConfigError(problems)
+    return cfg
 
 
 def load_config(path: Path) -> Config:

@@ -82,6 +82,22 @@ def test_all_problems_are_reported_at_once() -> None:
     assert {p for p, _, _ in found} == {"mqtt.port", "mqtt.protocol", "nodes.unknown"}
 
 
+def test_both_bridges_on_one_broker_need_two_client_ids() -> None:
+    tb = {"enabled": True, "access_token": "T"}
+    # the defaults differ, so a broker serving both bridges keeps both sessions
+    cfg = parse_config({"thingsboard": tb})
+    assert cfg.nodered_client_id == "tinyml-gateway-gateway"
+    assert cfg.thingsboard_client_id == "tinyml-gateway-gateway-thingsboard"
+    same = {"mqtt": {"client_id": "gw1"}, "thingsboard": {**tb, "client_id": "gw1"}}
+    found = problems(same)
+    assert [p for p, _, _ in found] == ["thingsboard.client_id"]
+    assert "its own client_id" in found[0][2]
+    assert "localhost:1883" in found[0][1]
+    # on two brokers, or with a bridge off, one id is no conflict
+    parse_config({**same, "thingsboard": {**same["thingsboard"], "port": 8883}})
+    parse_config({**same, "mqtt": {"client_id": "gw1", "enabled": False}})
+
+
 def test_secrets_from_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pw").write_text("s3cret\n")
     (tmp_path / "key").write_text(KEY + "\n")

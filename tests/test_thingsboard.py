@@ -55,10 +55,10 @@ class MuteNode(SimulatedNode):
         return SimulatedNode.on_downlink(self, msg, uptime_ms)
 
 
-def tb_broker(workdir: Path, extra: str = "") -> Mosquitto:
+def tb_broker(workdir: Path, extra: str = "", anonymous_acl: str = "") -> Mosquitto:
     workdir.mkdir(parents=True, exist_ok=True)
     acl = workdir / "acl"
-    acl.write_text(ACL)
+    acl.write_text(anonymous_acl + ACL)
     broker = Mosquitto(workdir, extra=f"allow_anonymous true\nacl_file {acl}\n{extra}")
     broker.start()
     return broker
@@ -332,6 +332,34 @@ async def test_backlog_during_an_outage_drains_in_order(tmp_path: Path, bridges,
     for n in nodes:
         assert _seqs(checker, node_hex(n.node_id)) == list(range(1, 5001))
     assert checker.sessions >= 2
+
+
+async def test_both_bridges_on_one_broker_keep_their_sessions(tmp_path: Path, pty) -> None:  # type: ignore[no-untyped-def]
+    # one Mosquitto serves Node-RED (anonymous) and ThingsBoard (the token): with one
+    # client id for both, each connect would take the other's session over
+    broker = tb_broker(tmp_path / "tb", anonymous_acl="topic readwrite tinyml/#\n")
+    checker = ThingsBoardChecker(broker.host, broker.port)
+    sub = Collector(broker, "tinyml/gw/#")
+    await checker.start()
+    await sub.start()
+    link = pty()
+    runner = NodeRunner(link, [SimulatedNode(A)], rate_hz=100, count=300)
+    cfg = gateway_config(tmp_path, broker, [link.path], thingsboard=tb_section(broker))
+    try:
+        async with running(cfg) as gw:
+            sim = asyncio.create_task(runner.run(until_acked=True))
+            await sub.wait_for(lambda: len(sub.where("/event")) >= 300)
+            await checker.wait_for(lambda: len(_seqs(checker, node_hex(A))) >= 300)
+            await sim
+            connects = {s.name: s.health()["connects"] for s in gw.sinks}
+    finally:
+        await sub.stop()
+        await checker.stop()
+        broker.stop()
+    assert connects == {"mqtt": 1, "thingsboard": 1}
+    assert checker.sessions == 1
+    assert _seqs(checker, node_hex(A)) == list(range(1, 301))
+    assert sorted(m.json()["seq"] for m in sub.where("/event")) == list(range(1, 301))
 
 
 def _tls_files(tmp: Path) -> tuple[Path, Path, Path]:

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace, peer_venv_s: float | None) -> dict[str, Any]:
 
     t_start = time.monotonic()
     sizes = sc.Sizes.quick() if args.quick else sc.Sizes.full()
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="compare-", dir=args.work))
     acl = work / "acl"
     acl.write_text(_acl())

@@ -7,17 +7,17 @@ from gateway.sinks.mqtt import MqttLink
 
 
 def nodered_link(cfg: Config) -> MqttLink:
-    return _link(cfg, cfg.mqtt, cfg.mqtt.username, cfg.mqtt.password_value)
+    return _link(cfg.mqtt, cfg.nodered_client_id, cfg.mqtt.username, cfg.mqtt.password_value)
 
 
 def thingsboard_link(cfg: Config) -> MqttLink:
     # ThingsBoard: the access token is the user name, with no password
-    return _link(cfg, cfg.thingsboard, cfg.thingsboard.token_value, None)
+    return _link(cfg.thingsboard, cfg.thingsboard_client_id, cfg.thingsboard.token_value, None)
 
 
 def _link(
-    cfg: Config,
     section: MqttSection | ThingsBoardSection,
+    client_id: str,
     username: str | None,
     password: str | None,
 ) -> MqttLink:
@@ -26,7 +26,7 @@ def _link(
         host=section.host,
         port=section.port,
         protocol=section.protocol,
-        client_id=section.client_id or f"tinyml-gateway-{cfg.gateway.id}",
+        client_id=client_id,
         keepalive_s=section.keepalive_s,
         username=username,
         password=password,

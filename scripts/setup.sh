@@ -8,11 +8,15 @@
 #   scripts/setup.sh test      what the tests need: C compilers, the ARM cross compiler,
 #                              QEMU (the node firmware's Cortex-M4 build), Mosquitto and
 #                              its clients, openssl, dbus-daemon, Chromium, systemd's tools,
-#                              lintian and qemu-user-static (the .debs); the package
-#                              with [dev,demo,verify,parity,ble,blerig,metrics]; Node-RED 5
-#                              and its node packages in nodered_flows/test; and, where Python is
-#                              3.11 or older, .venv-tflite: tflite-runtime with numpy < 2
-#                              beside the package, for its parity test
+#                              lintian and qemu-user-static (the .debs), util-linux's unshare
+#                              and iproute2 (the comparison's network namespace); the package
+#                              with [dev,demo,verify,parity,ble,blerig,metrics,bench];
+#                              Node-RED 5 and its node packages in nodered_flows/test; where
+#                              Python is 3.11 or older, .venv-tflite: tflite-runtime with
+#                              numpy < 2 beside the package, for its parity test; and
+#                              .venv-peer: the ThingsBoard IoT Gateway that `python -m bench
+#                              compare` measures against (its smoke test says why when this
+#                              could not be created)
 #
 # Safe to run again: it installs only what is missing, and reinstalls the package into
 # .venv only when pyproject.toml changed (the install is editable, so code changes need
@@ -35,8 +39,8 @@ case $profile in
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
       gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dbus-daemon chromium
-      systemd lintian qemu-user-static)
-    extras=dev,demo,verify,parity,ble,blerig,metrics
+      systemd lintian qemu-user-static util-linux iproute2)
+    extras=dev,demo,verify,parity,ble,blerig,metrics,bench
     ;;
   *)
     echo "usage: scripts/setup.sh demo|demo-ble|test" >&2
@@ -81,5 +85,12 @@ if [[ $profile == test ]] && "$PYTHON" -c 'import sys; sys.exit(sys.version_info
     "$sidecar/bin/python" -m pip install -q -e . "tflite-runtime==2.14.0" "numpy<2"
     echo "$want" >"$sidecar/.setup"
   fi
+fi
+# The peer of the comparison, in a venv of its own (bench/compare/peer.py pins it). Not
+# fatal: the rest of the suite does not need it, and tests/test_compare.py fails naming
+# the reason when it is missing.
+if [[ $profile == test ]]; then
+  .venv/bin/python -c 'from bench.compare.peer import PeerEnv; PeerEnv().ensure()' ||
+    echo "setup: the peer's venv (.venv-peer) could not be created" >&2
 fi
 echo "setup: ready (.venv)"

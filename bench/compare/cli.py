@@ -116,24 +116,19 @@ def run(args: argparse.Namespace, peer_venv_s: float | None) -> dict[str, Any]:
             wd, env=env, storage=kind.split("-")[1], field_port=field.port, tb_port=proxy.port
         )
 
-    all_kinds = [report.OURS, report.OURS_NR, *report.PEERS]
-    core_kinds = [report.OURS, *report.PEERS]
-    plan: list[tuple[str, list[str], Any]] = [
-        (
-            "throughput",
-            all_kinds,
-            lambda b, s: sc.throughput(
-                b, s, sizes.flood_peer if s.name == "tb-gateway" else sizes.flood_ours
-            ),
+    scenario_fns: dict[str, Any] = {
+        "throughput": lambda b, s: sc.throughput(
+            b, s, sizes.flood_peer if s.name == "tb-gateway" else sizes.flood_ours
         ),
-        ("steady", all_kinds, sc.steady),
-        ("startup", core_kinds, sc.startup),
-        ("outage", core_kinds, sc.outage),
-        ("sigterm", core_kinds, lambda b, s: sc.kill(b, s, signal.SIGTERM)),
-        ("sigkill", core_kinds, lambda b, s: sc.kill(b, s, signal.SIGKILL)),
-        ("burst", core_kinds, sc.burst),
-    ]
-    results: dict[str, dict[str, Any]] = {k: {} for k in all_kinds}
+        "steady": sc.steady,
+        "startup": sc.startup,
+        "outage": sc.outage,
+        "sigterm": lambda b, s: sc.kill(b, s, signal.SIGTERM),
+        "sigkill": lambda b, s: sc.kill(b, s, signal.SIGKILL),
+        "burst": sc.burst,
+    }
+    plan = [(name, report.RUNS[name], fn) for name, fn in scenario_fns.items()]
+    results: dict[str, dict[str, Any]] = {k: {} for k in report.COLUMNS}
     versions: dict[str, str] = {}
     try:
         for i, (name, kinds, fn) in enumerate(plan, 1):

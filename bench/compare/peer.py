@@ -100,7 +100,14 @@ class PeerEnv:
         ]
 
     def write_config(
-        self, config: Path, *, tb_port: int, field_port: int, storage: str, data: Path
+        self,
+        config: Path,
+        *,
+        tb_port: int,
+        field_port: int,
+        storage: str,
+        data: Path,
+        client_id: str,
     ) -> None:
         shipped = self.package_dir() / "config"
         config.mkdir(parents=True)
@@ -124,7 +131,9 @@ class PeerEnv:
         main["connectors"] = [{"type": "mqtt", "name": "nodes", "configuration": "nodes.json"}]
         (config / "tb_gateway.json").write_text(json.dumps(main, indent=1))
         broker = json.loads((shipped / "mqtt.json").read_text())["broker"]
-        broker.update(host="127.0.0.1", port=field_port, clientId="tb-gateway-nodes")
+        # one client id per subject: its restarts resume its session on the field broker,
+        # as a real install's would, but no other subject inherits what it left unacked
+        broker.update(host="127.0.0.1", port=field_port, clientId=client_id)
         (config / "nodes.json").write_text(json.dumps(_connector(broker), indent=1))
 
 

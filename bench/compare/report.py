@@ -9,6 +9,17 @@ from typing import Any
 
 OURS, OURS_NR = "ours", "ours+nodered"
 PEERS = ("peer-sqlite", "peer-memory")
+# who runs each scenario: the Node-RED bridge changes only the load figures
+_ALL, _CORE = (OURS, OURS_NR, *PEERS), (OURS, *PEERS)
+RUNS: dict[str, tuple[str, ...]] = {
+    "throughput": _ALL,
+    "steady": _ALL,
+    "startup": _CORE,
+    "outage": _CORE,
+    "sigterm": _CORE,
+    "sigkill": _CORE,
+    "burst": _CORE,
+}
 COLUMNS = {
     OURS: "tinyml-gateway",
     OURS_NR: "tinyml-gateway + Node-RED bridge",

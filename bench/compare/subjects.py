@@ -158,6 +158,7 @@ class Peer(Process):
                 field_port=self.field_port,
                 storage=self.storage,
                 data=self.workdir / "data",
+                client_id=f"tb-gateway-{self.workdir.name}",
             )
         (self.workdir / "logs").mkdir(exist_ok=True)
         env = {**os.environ, "TB_GW_CONFIG_DIR": str(config)}

@@ -88,8 +88,7 @@ def throughput(bench: Bench, subject: Subject, n: int) -> dict[str, Any]:
     stores a batch and forwards it in one go must not look fast for it."""
     _warm(bench, subject)
     events = bench.stream.take(n)
-    t0 = time.monotonic()
-    subject.feeder.send(events)
+    t0 = subject.feeder.flood(events)
     snap = bench.counter.wait_settled(n, bench.sizes.quiet_s, 600)
     span = (snap["last_s"] or t0) - t0
     subject.stop()
@@ -166,11 +165,11 @@ def startup(bench: Bench, subject: Subject) -> dict[str, Any]:
     feeder = _background(offer)
     t0 = subject.start()
     deadline = t0 + 120
-    first, strays = None, 0
+    first, strays = None, []
     while time.monotonic() < deadline:
         arrivals = bench.counter.snapshot(arrivals=True)["arrivals"]
         mine = [t for d, _, q, t in arrivals if (d, q) in offered]
-        strays = len(arrivals) - len(mine)
+        strays = [(d, q) for d, _, q, _ in arrivals if (d, q) not in offered]
         if mine:
             first = min(mine)
             break
@@ -178,7 +177,11 @@ def startup(bench: Bench, subject: Subject) -> dict[str, Any]:
     stop.set()
     feeder.join()
     subject.stop()
-    return {"first_event_s": None if first is None else first - t0, "strays": strays}
+    return {
+        "first_event_s": None if first is None else first - t0,
+        "strays": len(strays),
+        "stray_examples": strays[:5],
+    }
 
 
 def outage(bench: Bench, subject: Subject) -> dict[str, Any]:

@@ -35,7 +35,8 @@ class Sizes:
 
     @staticmethod
     def full() -> Sizes:
-        return Sizes(30_000, 8_000, 500, 10, 3, 200, 5, 20, 5, 1_000, 2_000, 10)
+        # floods of about 4 s each on 2 cores: long enough to be sustained, for both
+        return Sizes(90_000, 8_000, 500, 10, 3, 200, 5, 20, 5, 1_000, 2_000, 10)
 
     @staticmethod
     def quick() -> Sizes:
@@ -152,6 +153,8 @@ def startup(bench: Bench, subject: Subject) -> dict[str, Any]:
 
     Only the events offered here count: anything else at the counter (a straggler of an
     earlier process) is reported as ``strays``, not taken for this start."""
+    # no warm-up here to wait behind: let what the last process sent reach the counter first
+    bench.counter.wait_settled(1 << 30, quiet_s=0.5, limit_s=10)
     bench.counter.reset()
     stop = threading.Event()
     offered: set[tuple[str, int]] = set()

@@ -89,9 +89,11 @@ def throughput(bench: Bench, subject: Subject, n: int) -> dict[str, Any]:
     stores a batch and forwards it in one go must not look fast for it."""
     _warm(bench, subject)
     events = bench.stream.take(n)
+    a = subject.proc_figures()
     t0 = subject.feeder.flood(events)
     snap = bench.counter.wait_settled(n, bench.sizes.quiet_s, 600)
     span = (snap["last_s"] or t0) - t0
+    b = subject.proc_figures()  # whether the gateway had a core to itself, or wanted more
     subject.stop()
     return {
         "sent": n,
@@ -100,6 +102,7 @@ def throughput(bench: Bench, subject: Subject, n: int) -> dict[str, Any]:
         "duplicates": snap["duplicates"],
         "events_per_s": snap["events"] / span if span > 0 else None,
         "publishes_per_event": snap["publishes"] / max(1, snap["events"]),
+        "cpu_s_per_1000": 1000 * (b["cpu_s"] - a["cpu_s"]) / max(1, snap["events"]),
         "violations": snap["violations"],
     }
 

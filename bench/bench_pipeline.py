@@ -170,13 +170,22 @@ def proc_io_write_bytes(pid: int) -> int:
     return 0
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    fields = dict(
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/<pid>/status as name -> value."""
+    return dict(
         line.split(":", 1)
         for line in Path(f"/proc/{pid}/status").read_text().splitlines()
         if ":" in line
     )
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def kb_as_mb(value: str) -> float:
+    return int(value.split(maxsplit=1)[0]) / 1024  # "41234 kB"
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    fields = proc_status(pid)
+    return kb_as_mb(fields["VmRSS"]), kb_as_mb(fields["VmHWM"])
 
 
 def start_gateway(

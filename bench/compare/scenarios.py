@@ -102,7 +102,7 @@ def throughput(bench: Bench, subject: Subject, n: int) -> dict[str, Any]:
         "duplicates": snap["duplicates"],
         "events_per_s": snap["events"] / span if span > 0 else None,
         "publishes_per_event": snap["publishes"] / max(1, snap["events"]),
-        "cpu_s_per_1000": 1000 * (b["cpu_s"] - a["cpu_s"]) / max(1, snap["events"]),
+        "cpu_ms_per_1000": 1e6 * (b["cpu_s"] - a["cpu_s"]) / max(1, snap["events"]),
         "violations": snap["violations"],
     }
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.bench_pipeline import kb_as_mb, proc_status
 from bench.compare.feed import MqttFeeder, PtyFeeder
 from bench.compare.peer import PEER_VERSION, PeerEnv
 from tests.peers import Mosquitto, config_data, toml_text
@@ -70,15 +71,11 @@ class Process:
         return how
 
     def proc_figures(self) -> dict[str, float]:
-        status = dict(
-            line.split(":", 1)
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines()
-            if ":" in line
-        )
+        status = proc_status(self.pid)
         stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         return {
-            "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+            "rss_mb": kb_as_mb(status["VmRSS"]),
             "threads": int(status["Threads"]),
             "cpu_s": (int(stat[11]) + int(stat[12])) / ticks,  # utime + stime
         }

@@ -9,6 +9,11 @@ Each path publishes the same 250-byte message to a local Mosquitto with up to
   publisher  gateway.sinks.publisher.Publisher: paho's publish on aiomqtt's connection
   wire       a bare asyncio protocol writing PUBLISH packets and counting PUBACKs: no
              client library at all, the floor of what Python on this machine can do
+  mqtt5      the mqtt5 packet codec (Rust, sans-io) under a small asyncio protocol that
+             owns only the byte stream's framing, packet ids and the in-order window,
+             with an on_done per message as the sinks need (MQTT 5 only)
+  gmqtt      gmqtt's Client.publish (asyncio-native); its PUBACKs counted from its handler
+  zmqtt      ``await client.publish(...)`` in a task per message, as for aiomqtt
 
 Reported: messages/s and CPU time of this process per message (user + system).
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import resource
 import struct
@@ -25,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -134,10 +141,135 @@ async def via_wire(port: int, n: int, window: int) -> None:
     transport.close()
 
 
+class _Mqtt5(asyncio.Protocol):
+    """mqtt5 encodes and decodes every packet; this owns framing, ids and the window."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.progress = asyncio.Event()
+        self.window: collections.deque[list[Any]] = collections.deque()  # [done, on_done]
+        self.pending: dict[int, list[Any]] = {}
+        self._next_id = 0
+        self._in = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        import mqtt5
+
+        self._in += data
+        used = 0
+        with memoryview(self._in) as view:
+            while used < len(view):
+                try:
+                    packet, n = mqtt5.read(view[used:])
+                except IndexError:  # "Not enough bytes": the rest comes with the next read
+                    break
+                used += n
+                if isinstance(packet, mqtt5.PubAckPacket):
+                    entry = self.pending.pop(packet.packet_id, None)
+                    if entry is not None:
+                        entry[0] = True
+                elif isinstance(packet, mqtt5.ConnAckPacket):
+                    self.connected.set_result(None)
+        del self._in[:used]
+        q = self.window
+        while q and q[0][0]:
+            q.popleft()[1]()
+        self.progress.set()
+
+    def publish(self, topic: str, payload: bytes, on_done: Callable[[], None]) -> None:
+        import mqtt5
+
+        self._next_id = self._next_id % 65535 + 1
+        entry = [False, on_done]
+        self.pending[self._next_id] = entry
+        self.window.append(entry)
+        packet = mqtt5.PublishPacket(
+            topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=self._next_id
+        )
+        assert self.transport is not None
+        self.transport.write(packet.write())
+
+
+async def via_mqtt5(port: int, n: int, window: int) -> None:
+    import mqtt5
+
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(_Mqtt5, "127.0.0.1", port)
+    transport.write(mqtt5.ConnectPacket("bench-mqtt5", clean_start=True, keep_alive=60).write())
+    await proto.connected
+    done = 0
+
+    def on_done() -> None:
+        nonlocal done
+        done += 1
+
+    sent = 0
+    while done < n:
+        while sent < n and len(proto.window) < window:
+            proto.publish(TOPIC, PAYLOAD, on_done)
+            sent += 1
+        proto.progress.clear()
+        await proto.progress.wait()
+    transport.close()
+
+
+async def via_gmqtt(port: int, n: int, window: int) -> None:
+    import gmqtt
+
+    client = gmqtt.Client("bench-gmqtt")
+    acked = 0
+    progress = asyncio.Event()
+    handler = client._package_handler  # instrumentation only: gmqtt reports no PUBACKs
+    original = handler._handle_puback_packet
+
+    def counted(cmd: Any, packet: bytes) -> None:
+        nonlocal acked
+        original(cmd, packet)
+        acked += 1
+        progress.set()
+
+    handler._handle_puback_packet = counted
+    await client.connect("127.0.0.1", port, version=gmqtt.constants.MQTTv50)
+    sent = 0
+    while acked < n:
+        while sent < n and sent - acked < window:
+            client.publish(TOPIC, PAYLOAD, qos=1)
+            sent += 1
+        progress.clear()
+        await progress.wait()
+    await client.disconnect()
+
+
+async def via_zmqtt(port: int, n: int, window: int) -> None:
+    import zmqtt
+
+    async with zmqtt.create_client("127.0.0.1", port, client_id="bench-zmqtt") as client:
+        room = asyncio.Semaphore(window)
+
+        async def one() -> None:
+            try:
+                await client.publish(TOPIC, PAYLOAD, qos=zmqtt.QoS.AT_LEAST_ONCE)
+            finally:
+                room.release()
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(n):
+                await room.acquire()
+                tg.create_task(one())
+
+
 PATHS: dict[str, Callable[[int, int, int], Awaitable[None]]] = {
     "aiomqtt": via_aiomqtt,
     "publisher": via_publisher,
     "wire": via_wire,
+    "mqtt5": via_mqtt5,
+    "gmqtt": via_gmqtt,
+    "zmqtt": via_zmqtt,
 }
 
 
@@ -147,9 +279,11 @@ def main() -> None:
     )
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    for name, path in PATHS.items():
+    for name in args.paths:
+        path = PATHS[name]
         with tempfile.TemporaryDirectory() as d:
             broker = Mosquitto(Path(d))
             broker.start()

@@ -9,9 +9,9 @@ Each path publishes the same 250-byte message to a local Mosquitto with up to
   publisher  gateway.sinks.publisher.Publisher: paho's publish on aiomqtt's connection
   wire       a bare asyncio protocol writing PUBLISH packets and counting PUBACKs: no
              client library at all, the floor of what Python on this machine can do
-  mqtt5      the mqtt5 packet codec (Rust, sans-io) under a small asyncio protocol that
-             owns only the byte stream's framing, packet ids and the in-order window,
-             with an on_done per message as the sinks need (MQTT 5 only)
+  mqtt5      gateway.sinks.mqtt5_wire.Wire5: the mqtt5 packet codec (Rust, sans-io) under
+             the project's thin protocol (framing, packet ids, the in-order window, an
+             on_done per message as the sinks need; MQTT 5 only)
   gmqtt      gmqtt's Client.publish (asyncio-native); its PUBACKs counted from its handler
   zmqtt      ``await client.publish(...)`` in a task per message, as for aiomqtt
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import os
 import resource
 import struct
@@ -50,20 +49,26 @@ def _session(port: int, window: int) -> MqttSession:
     )
 
 
+async def _task_per_message(publish: Callable[[], Awaitable[object]], n: int, window: int) -> None:
+    """``n`` awaited publishes, ``window`` of them at once: a client whose publish returns
+    only with its PUBACK needs a task per message to keep several in flight."""
+    room = asyncio.Semaphore(window)
+
+    async def one() -> None:
+        try:
+            await publish()
+        finally:
+            room.release()
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(n):
+            await room.acquire()
+            tg.create_task(one())
+
+
 async def via_aiomqtt(port: int, n: int, window: int) -> None:
     async with _session(port, window).client() as client:
-        room = asyncio.Semaphore(window)
-
-        async def one() -> None:
-            try:
-                await client.publish(TOPIC, PAYLOAD, qos=1)
-            finally:
-                room.release()
-
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(n):
-                await room.acquire()
-                tg.create_task(one())
+        await _task_per_message(lambda: client.publish(TOPIC, PAYLOAD, qos=1), n, window)
 
 
 async def via_publisher(port: int, n: int, window: int) -> None:
@@ -141,81 +146,25 @@ async def via_wire(port: int, n: int, window: int) -> None:
     transport.close()
 
 
-class _Mqtt5(asyncio.Protocol):
-    """mqtt5 encodes and decodes every packet; this owns framing, ids and the window."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.progress = asyncio.Event()
-        self.window: collections.deque[list[Any]] = collections.deque()  # [done, on_done]
-        self.pending: dict[int, list[Any]] = {}
-        self._next_id = 0
-        self._in = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        import mqtt5
-
-        self._in += data
-        used = 0
-        with memoryview(self._in) as view:
-            while used < len(view):
-                try:
-                    packet, n = mqtt5.read(view[used:])
-                except IndexError:  # "Not enough bytes": the rest comes with the next read
-                    break
-                used += n
-                if isinstance(packet, mqtt5.PubAckPacket):
-                    entry = self.pending.pop(packet.packet_id, None)
-                    if entry is not None:
-                        entry[0] = True
-                elif isinstance(packet, mqtt5.ConnAckPacket):
-                    self.connected.set_result(None)
-        del self._in[:used]
-        q = self.window
-        while q and q[0][0]:
-            q.popleft()[1]()
-        self.progress.set()
-
-    def publish(self, topic: str, payload: bytes, on_done: Callable[[], None]) -> None:
-        import mqtt5
-
-        self._next_id = self._next_id % 65535 + 1
-        entry = [False, on_done]
-        self.pending[self._next_id] = entry
-        self.window.append(entry)
-        packet = mqtt5.PublishPacket(
-            topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=self._next_id
-        )
-        assert self.transport is not None
-        self.transport.write(packet.write())
-
-
 async def via_mqtt5(port: int, n: int, window: int) -> None:
     import mqtt5
 
-    loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_connection(_Mqtt5, "127.0.0.1", port)
-    transport.write(mqtt5.ConnectPacket("bench-mqtt5", clean_start=True, keep_alive=60).write())
-    await proto.connected
+    from gateway.sinks.mqtt5_wire import Wire5
+
+    connect = mqtt5.ConnectPacket("bench-mqtt5", clean_start=True, keep_alive=60)
+    wire = await Wire5.open("127.0.0.1", port, connect, window=window)
     done = 0
 
     def on_done() -> None:
         nonlocal done
         done += 1
 
-    sent = 0
-    while done < n:
-        while sent < n and len(proto.window) < window:
-            proto.publish(TOPIC, PAYLOAD, on_done)
-            sent += 1
-        proto.progress.clear()
-        await proto.progress.wait()
-    transport.close()
+    for _ in range(n):
+        await wire.room()
+        wire.publish_nowait(TOPIC, PAYLOAD, on_done)
+    await wire.drain()
+    assert done == n
+    wire.close()
 
 
 async def via_gmqtt(port: int, n: int, window: int) -> None:
@@ -249,18 +198,8 @@ async def via_zmqtt(port: int, n: int, window: int) -> None:
     import zmqtt
 
     async with zmqtt.create_client("127.0.0.1", port, client_id="bench-zmqtt") as client:
-        room = asyncio.Semaphore(window)
-
-        async def one() -> None:
-            try:
-                await client.publish(TOPIC, PAYLOAD, qos=zmqtt.QoS.AT_LEAST_ONCE)
-            finally:
-                room.release()
-
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(n):
-                await room.acquire()
-                tg.create_task(one())
+        qos = zmqtt.QoS.AT_LEAST_ONCE
+        await _task_per_message(lambda: client.publish(TOPIC, PAYLOAD, qos=qos), n, window)
 
 
 PATHS: dict[str, Callable[[int, int, int], Awaitable[None]]] = {

@@ -2,6 +2,9 @@
 
     python bench/bench_pipeline.py [--events 60000] [--ports 4]
 
+With TGW_BENCH_PROFILE=/tmp/gw set, every gateway process of the run writes a cProfile
+(/tmp/gw.1 is the throughput phase's); figures taken under the profiler are not figures.
+
 Processes: the gateway (``python -m gateway run``, its own process, as in
 production), Mosquitto, and mosquitto_sub feeding a process that counts distinct events;
 simulated nodes write pre-encoded frames into pseudo-terminals from threads
@@ -18,6 +21,7 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -188,6 +192,9 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return kb_as_mb(fields["VmRSS"]), kb_as_mb(fields["VmHWM"])
 
 
+_PROFILES = itertools.count(1)
+
+
 def start_gateway(
     tmp: Path, broker: Mosquitto, paths: list[str], **sections: dict
 ) -> tuple[subprocess.Popen[bytes], float]:
@@ -204,9 +211,12 @@ def start_gateway(
     sock.bind(str(sock_path))
     sock.settimeout(60)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+    # TGW_BENCH_PROFILE=/tmp/gw: each gateway of the run under cProfile, /tmp/gw.1, .2, ...
+    prof = os.environ.get("TGW_BENCH_PROFILE")
+    profile = ["-m", "cProfile", "-o", f"{prof}.{next(_PROFILES)}"] if prof else []
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "-c", str(cfg)],
+        [sys.executable, *profile, "-m", "gateway", "run", "-c", str(cfg)],
         cwd=ROOT,
         env=env,
         stderr=open(tmp / "gateway.log", "ab"),

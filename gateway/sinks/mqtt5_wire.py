@@ -11,17 +11,16 @@ its cursor. ``docs/decisions.md`` has the measurements behind the choice.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ssl as ssl_module
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import mqtt5
 
-Done = Callable[[], None]
+from gateway.sinks.window import Done, InOrderWindow, Slot
+
 Refused = Callable[[str, int], None]
 
 _FAILURE = 0x80  # reason codes from here on are refusals
@@ -35,14 +34,6 @@ class WireError(Exception):
         self.code = code
 
 
-@dataclass(slots=True)
-class _Out:
-    topic: str
-    on_done: Done | None
-    acked: bool = False
-    answer: asyncio.Future[int] | None = None  # an awaited publish: its reason code
-
-
 class Wire5(asyncio.Protocol):
     """Use ``await Wire5.open(...)``; then ``publish_nowait`` for records (after
     ``await room()``), ``await publish`` for single messages, ``messages`` for what
@@ -50,7 +41,7 @@ class Wire5(asyncio.Protocol):
 
     def __init__(self, window: int, refused: Refused | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self.window = max(1, window)
+        self._window = InOrderWindow(window)
         self._refused = refused
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -60,10 +51,8 @@ class Wire5(asyncio.Protocol):
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
         self._in = bytearray()
         self._out = bytearray()
-        self._inflight: dict[int, _Out] = {}
-        self._order: collections.deque[_Out] = collections.deque()
-        self._room = asyncio.Event()
-        self._room.set()
+        # a window publish's slot, or an awaited publish's answer (its reason code)
+        self._inflight: dict[int, Slot | asyncio.Future[int]] = {}
         self._next_id = 0
         self._last_rx = time.monotonic()
         self._pinger: asyncio.Task[None] | None = None
@@ -129,10 +118,10 @@ class Wire5(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(error)
         for out in self._inflight.values():
-            if out.answer is not None and not out.answer.done():
-                out.answer.set_exception(error)
+            if isinstance(out, asyncio.Future) and not out.done():
+                out.set_exception(error)
         self._inflight.clear()
-        self._room.set()  # whoever waits for room learns of the end from ``closed``
+        self._window.wake()  # whoever waits for room learns of the end from ``closed``
         self.closed.exception()  # retrieved: nobody has to await it
 
     async def _keepalive(self, seconds: int) -> None:
@@ -167,7 +156,7 @@ class Wire5(asyncio.Protocol):
             self._abort(WireError(f"malformed packet from the broker: {exc}"))
             return
         del self._in[:used]
-        self._advance()
+        self._window.advance()
 
     def _packet(self, packet: mqtt5.Packet) -> None:
         if isinstance(packet, mqtt5.PubAckPacket):
@@ -192,25 +181,15 @@ class Wire5(asyncio.Protocol):
         out = self._inflight.pop(packet_id, None)
         if out is None:
             self.unknown_acks += 1
-            return
-        out.acked = True
-        if out.answer is not None:
-            if not out.answer.done():
-                out.answer.set_result(code)
-            return
-        # refused (e.g. 0x87, not authorised): sending it again would be refused again,
-        # so it counts as handled and is reported
-        if code >= _FAILURE and self._refused is not None:
-            self._refused(out.topic, code)
-
-    def _advance(self) -> None:
-        q = self._order
-        while q and q[0].acked:
-            on_done = q.popleft().on_done
-            if on_done is not None:
-                on_done()
-        if len(q) < self.window:
-            self._room.set()
+        elif isinstance(out, asyncio.Future):
+            if not out.done():
+                out.set_result(code)
+        else:
+            out.acked = True
+            # refused (e.g. 0x87, not authorised): sending it again would be refused
+            # again, so it counts as handled and is reported
+            if code >= _FAILURE and self._refused is not None:
+                self._refused(out.topic or "", code)
 
     # what is sent ------------------------------------------------------------------------
 
@@ -234,13 +213,12 @@ class Wire5(asyncio.Protocol):
         raise WireError("all 65,535 packet ids are in flight")
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._window)
 
     async def room(self) -> None:
-        """Returns once the window has room (or the connection is gone: see ``closed``)."""
-        while len(self._order) >= self.window and not self.closed.done():
-            self._room.clear()
-            await self._room.wait()
+        """Returns once the window has room; raises the WireError that ended the connection."""
+        while self._window.full() and not self.closed.done():
+            await self._window.changed()
         if self.closed.done():
             self.closed.result()  # raises the WireError that ended it
 
@@ -249,14 +227,12 @@ class Wire5(asyncio.Protocol):
         are confirmed. ``topic=None`` sends nothing and just keeps its place in line."""
         if self.closed.done():
             self.closed.result()
-        out = _Out(topic or "", on_done)
-        self._order.append(out)
         if topic is None:
-            out.acked = True
-            self._advance()
+            self._window.add(None, on_done).acked = True
+            self._window.advance()
             return
         pid = self._packet_id()
-        self._inflight[pid] = out
+        self._inflight[pid] = self._window.add(topic, on_done)
         self._send(
             mqtt5.PublishPacket(
                 topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=pid
@@ -266,10 +242,9 @@ class Wire5(asyncio.Protocol):
     async def drain(self) -> None:
         """Waits until every window publish started so far is confirmed; raises the
         connection's WireError if it ended first."""
-        while self._order and not self.closed.done():
-            self._room.clear()
-            await self._room.wait()
-        if self._order:
+        while self._window and not self.closed.done():
+            await self._window.changed()
+        if self._window:
             self.closed.result()
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
@@ -278,7 +253,7 @@ class Wire5(asyncio.Protocol):
             self.closed.result()
         pid = self._packet_id()
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._inflight[pid] = _Out(topic, None, answer=answer)
+        self._inflight[pid] = answer
         self._send(
             mqtt5.PublishPacket(
                 topic=topic,

@@ -18,25 +18,16 @@ paho internals used here.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
 
-Done = Callable[[], None]
+from gateway.sinks.window import Done, InOrderWindow, Slot
+
 Refused = Callable[[str, int], None]
-
-
-@dataclass(slots=True)
-class _Entry:
-    topic: str | None
-    on_done: Done | None
-    acked: bool = False
 
 
 class Publisher:
@@ -46,11 +37,10 @@ class Publisher:
         self, client: aiomqtt.Client, size: int, *, refused: Refused | None = None
     ) -> None:
         self._paho: paho.Client = client._client  # pinned in tests/test_conformance.py
-        self.size = max(1, size)
+        self._window = InOrderWindow(size)
+        self.size = self._window.size
         self._refused = refused
-        self._queue: collections.deque[_Entry] = collections.deque()
-        self._pending: dict[int, _Entry] = {}
-        self._room = asyncio.Event()
+        self._pending: dict[int, Slot] = {}
         self._prior: Any = None
 
     def __enter__(self) -> Publisher:
@@ -67,7 +57,7 @@ class Publisher:
         self._paho.on_publish = self._prior
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._window)
 
     async def publish(
         self,
@@ -82,47 +72,33 @@ class Publisher:
         ``topic=None`` publishes nothing: its ``on_done`` just runs after every
         earlier one (a sink uses it to confirm records it chose not to send).
         """
-        while len(self._queue) >= self.size:
-            self._room.clear()
-            await self._room.wait()
-        entry = _Entry(topic, on_done)
+        while self._window.full():
+            await self._window.changed()
         if topic is None:
-            entry.acked = True
-            self._queue.append(entry)
-            self._advance()
+            self._window.add(None, on_done).acked = True
+            self._window.advance()
             return
         info = self._paho.publish(topic, payload, 1, retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, f"could not publish to {topic}")
-        self._pending[info.mid] = entry
-        self._queue.append(entry)
+        self._pending[info.mid] = self._window.add(topic, on_done)
 
     async def drain(self) -> None:
         """Waits until everything started so far is confirmed."""
-        while self._queue:
-            self._room.clear()
-            await self._room.wait()
+        while self._window:
+            await self._window.changed()
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
-        entry = self._pending.pop(mid, None)
-        if entry is None:  # one of aiomqtt's own publishes
+        slot = self._pending.pop(mid, None)
+        if slot is None:  # one of aiomqtt's own publishes
             if self._prior is not None:
                 self._prior(client, userdata, mid, reason, properties)
             return
         # MQTT 5: the broker took the message but refused it (e.g. 0x87, not authorised).
         # Sending it again would be refused again, so it counts as handled and is reported.
         if getattr(reason, "is_failure", False) and self._refused is not None:
-            self._refused(entry.topic or "", int(reason.value))
-        entry.acked = True
-        self._advance()
-
-    def _advance(self) -> None:
-        q = self._queue
-        while q and q[0].acked:
-            on_done = q.popleft().on_done
-            if on_done is not None:
-                on_done()
-        if len(q) < self.size:
-            self._room.set()
+            self._refused(slot.topic or "", int(reason.value))
+        slot.acked = True
+        self._window.advance()

@@ -62,13 +62,19 @@ async def ask(client: aiomqtt.Client, sub: Collector, method: str, **params: Any
 async def answered(client: aiomqtt.Client, sub: Collector, method: str, **params: Any) -> dict:
     """The node's answer to a command, which must be OK (the failing answer says why).
 
-    A command that timed out is sent once more, as an operator would, unless it is the
-    reboot (not idempotent): on a loaded machine the emulated node has, rarely, not
-    answered one within the gateway's timeout, and what the retry hides is kept in the
-    message of a second failure."""
+    A command that timed out is sent once more, as an operator would: commands are sent
+    once (docs/protocol.md), and the emulated node has, rarely, not answered one within
+    the gateway's timeout. The reboot is not idempotent, so it is sent again only once a
+    later heartbeat shows the node still in the boot it was asked to leave. What the retry
+    hides is kept in the message of a second failure."""
+    boot = last(sub, "heartbeat").get("boot")
     ack = await ask(client, sub, method, **params)
-    if not ack["ok"] and ack["status"] == "timeout" and method != "reboot":
+    if not ack["ok"] and ack["status"] == "timeout":
         first = (ack, diagnosis(sub))
+        if method == "reboot":
+            beats = len(sub.where(f"{NODE}/heartbeat"))
+            await sub.wait_for(lambda: len(sub.where(f"{NODE}/heartbeat")) > beats, timeout=60)
+            assert last(sub, "heartbeat")["boot"] == boot, ("rebooted unanswered", first)
         ack = await ask(client, sub, method, **params)
         assert ack["ok"], (ack, diagnosis(sub), first)
     assert ack["ok"], (ack, diagnosis(sub))

@@ -125,11 +125,11 @@ class PtyFeeder:
     def send(self, events: list[Ev], rate: float | None = None, same_ms: bool = False) -> None:
         stamp = stamp_ms() if same_ms else None
 
-        def write(batch: list[Ev]) -> None:
-            for port, data in self._frames(batch, stamp).items():
-                write_all(self.links[port].fd, data)
+        paced(events, rate, lambda batch: self._write(self._frames(batch, stamp)))
 
-        paced(events, rate, write)
+    def _write(self, frames: dict[int, bytearray]) -> None:
+        for port, data in frames.items():
+            write_all(self.links[port].fd, data)
 
     def flood(self, events: list[Ev]) -> float:
         """Writes ``events`` as fast as the ports take them, encoded beforehand (the writer's
@@ -138,8 +138,7 @@ class PtyFeeder:
         chunks = [self._frames(events[i : i + 256], None) for i in range(0, len(events), 256)]
         t0 = time.monotonic()
         for chunk in chunks:
-            for port, data in chunk.items():
-                write_all(self.links[port].fd, data)
+            self._write(chunk)
         return t0
 
     def close(self) -> None:

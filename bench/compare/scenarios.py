@@ -171,15 +171,15 @@ def startup(bench: Bench, subject: Subject) -> dict[str, Any]:
     feeder = _background(offer)
     t0 = subject.start()
     deadline = t0 + 120
-    first, strays = None, []
+    first, arrivals = None, []
     while time.monotonic() < deadline:
         arrivals = bench.counter.snapshot(arrivals=True)["arrivals"]
         mine = [t for d, _, q, t in arrivals if (d, q) in offered]
-        strays = [(d, q) for d, _, q, _ in arrivals if (d, q) not in offered]
         if mine:
             first = min(mine)
             break
         time.sleep(0.01)
+    strays = [(d, q) for d, _, q, _ in arrivals if (d, q) not in offered]
     stop.set()
     feeder.join()
     subject.stop()

@@ -11,17 +11,13 @@ its cursor. ``docs/decisions.md`` has the measurements behind the choice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl as ssl_module
 import time
-from collections.abc import Callable
 from typing import Any
 
 import mqtt5
 
-from gateway.sinks.window import Done, InOrderWindow, Slot
-
-Refused = Callable[[str, int], None]
+from gateway.sinks.window import Done, InOrderWindow, Refused, Slot
 
 _FAILURE = 0x80  # reason codes from here on are refusals
 
@@ -87,8 +83,7 @@ class Wire5(asyncio.Protocol):
         if int(ack.reason_code) >= _FAILURE:
             wire.close()
             raise WireError(f"connection refused: {ack.reason_code.name}", int(ack.reason_code))
-        if wire.closed.done():  # what came with the CONNACK ended it already
-            wire.closed.result()
+        wire._check_open()  # what came with the CONNACK may have ended it already
         keepalive = ack.server_keep_alive or connect.keep_alive
         if keepalive:
             wire._pinger = loop.create_task(wire._keepalive(keepalive))
@@ -215,21 +210,23 @@ class Wire5(asyncio.Protocol):
     def __len__(self) -> int:
         return len(self._window)
 
+    def _check_open(self) -> None:
+        """Raises the WireError that ended the connection, if it has ended."""
+        if self.closed.done():
+            self.closed.result()
+
     async def room(self) -> None:
         """Returns once the window has room; raises the WireError that ended the connection."""
         while self._window.full() and not self.closed.done():
             await self._window.changed()
-        if self.closed.done():
-            self.closed.result()  # raises the WireError that ended it
+        self._check_open()
 
     def publish_nowait(self, topic: str | None, payload: bytes, on_done: Done | None) -> None:
         """A QoS 1 publish in the window; ``on_done`` runs once it and every earlier one
         are confirmed. ``topic=None`` sends nothing and just keeps its place in line."""
-        if self.closed.done():
-            self.closed.result()
+        self._check_open()
         if topic is None:
-            self._window.add(None, on_done).acked = True
-            self._window.advance()
+            self._window.marker(on_done)
             return
         pid = self._packet_id()
         self._inflight[pid] = self._window.add(topic, on_done)
@@ -249,8 +246,7 @@ class Wire5(asyncio.Protocol):
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
         """One QoS 1 publish outside the window; returns the PUBACK's reason code."""
-        if self.closed.done():
-            self.closed.result()
+        self._check_open()
         pid = self._packet_id()
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inflight[pid] = answer
@@ -267,8 +263,7 @@ class Wire5(asyncio.Protocol):
 
     async def subscribe(self, filters: list[mqtt5.TopicFilter]) -> list[int]:
         """Subscribes; returns the SUBACK's reason codes, one per filter."""
-        if self.closed.done():
-            self.closed.result()
+        self._check_open()
         pid = self._packet_id()
         fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._subacks[pid] = fut
@@ -276,5 +271,4 @@ class Wire5(asyncio.Protocol):
         try:
             return await fut
         finally:
-            with contextlib.suppress(KeyError):
-                del self._subacks[pid]
+            self._subacks.pop(pid, None)

@@ -18,16 +18,13 @@ paho internals used here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
 
-from gateway.sinks.window import Done, InOrderWindow, Slot
-
-Refused = Callable[[str, int], None]
+from gateway.sinks.window import Done, InOrderWindow, Refused, Slot
 
 
 class Publisher:
@@ -75,8 +72,7 @@ class Publisher:
         while self._window.full():
             await self._window.changed()
         if topic is None:
-            self._window.add(None, on_done).acked = True
-            self._window.advance()
+            self._window.marker(on_done)
             return
         info = self._paho.publish(topic, payload, 1, retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:

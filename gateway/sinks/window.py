@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Done = Callable[[], None]
+Refused = Callable[[str, int], None]  # (topic, reason code): a publish the broker refused
 
 
 @dataclass(slots=True)
@@ -39,6 +40,12 @@ class InOrderWindow:
         slot = Slot(topic, on_done)
         self._slots.append(slot)
         return slot
+
+    def marker(self, on_done: Done | None) -> None:
+        """A place in line that sends nothing: ``on_done`` runs after every earlier one
+        (a sink confirms records it chose not to send this way)."""
+        self.add(None, on_done).acked = True
+        self.advance()
 
     def advance(self) -> None:
         """Runs the ``on_done`` of the acknowledged prefix, in order."""

@@ -12,6 +12,8 @@ Each path publishes the same 250-byte message to a local Mosquitto with up to
   mqtt5      gateway.sinks.mqtt5_wire.Wire5: the mqtt5 packet codec (Rust, sans-io) under
              the project's thin protocol (framing, packet ids, the in-order window, an
              on_done per message as the sinks need; MQTT 5 only)
+  session    what the sinks use for ``protocol = "5"``: MqttSession.connect() (Wire5 under
+             gateway.sinks.mqtt_v5) and the records() window, awaited per message
   gmqtt      gmqtt's Client.publish (asyncio-native); its PUBACKs counted from its handler
   zmqtt      ``await client.publish(...)`` in a task per message, as for aiomqtt
 
@@ -43,9 +45,9 @@ TOPIC = "tinyml/bench/00000000000b0001/event"
 PAYLOAD = b'{"v":1,"pad":"' + b"x" * 234 + b'"}'
 
 
-def _session(port: int, window: int) -> MqttSession:
+def _session(port: int, window: int, protocol: str = "3.1.1") -> MqttSession:
     return MqttSession(
-        "bench", MqttLink("127.0.0.1", port, "3.1.1", "bench", 60, max_inflight=window)
+        "bench", MqttLink("127.0.0.1", port, protocol, "bench", 60, max_inflight=window)
     )
 
 
@@ -167,6 +169,21 @@ async def via_mqtt5(port: int, n: int, window: int) -> None:
     wire.close()
 
 
+async def via_session(port: int, n: int, window: int) -> None:
+    done = 0
+
+    def on_done() -> None:
+        nonlocal done
+        done += 1
+
+    async with _session(port, window, "5").connect() as conn:
+        with conn.records(window) as records:
+            for _ in range(n):
+                await records.publish(TOPIC, PAYLOAD, on_done)
+            await records.drain()
+    assert done == n
+
+
 async def via_gmqtt(port: int, n: int, window: int) -> None:
     import gmqtt
 
@@ -207,6 +224,7 @@ PATHS: dict[str, Callable[[int, int, int], Awaitable[None]]] = {
     "publisher": via_publisher,
     "wire": via_wire,
     "mqtt5": via_mqtt5,
+    "session": via_session,
     "gmqtt": via_gmqtt,
     "zmqtt": via_zmqtt,
 }

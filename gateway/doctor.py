@@ -27,7 +27,7 @@ from gateway.clock import Clock
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.sinks.links import nodered_link, thingsboard_link
-from gateway.sinks.mqtt import MqttLink, MqttSession
+from gateway.sinks.mqtt import LINK_ERRORS, MqttLink, MqttSession, auth_refused
 
 SERVICE_USER = "tinyml-gateway"
 MIN_FREE_MB = 100.0
@@ -148,23 +148,29 @@ async def broker(name: str, link: MqttLink) -> Check:
     probe = dataclasses.replace(link, client_id=f"{link.client_id}-doctor")
     try:
         async with asyncio.timeout(BROKER_TIMEOUT_S):
-            async with MqttSession(name, probe).client():
+            async with MqttSession(name, probe).connect():  # the path the gateway uses
                 pass
-    except aiomqtt.MqttCodeError as exc:
-        return Check(
-            False,
-            f"{where}: refused the connection ({exc})",
-            f"check the credentials in [{name}] (username/password, or token)",
-        )
     except ssl.SSLError as exc:
-        return Check(False, f"{where}: TLS failed ({exc})", f"check [{name}.tls] ca_file")
-    except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+        return _tls_failed(where, name, exc)
+    except (*LINK_ERRORS, OSError, TimeoutError) as exc:
+        if isinstance(exc.__cause__, ssl.SSLError):
+            return _tls_failed(where, name, exc.__cause__)
+        if auth_refused(exc) or isinstance(exc, aiomqtt.MqttCodeError):
+            return Check(
+                False,
+                f"{where}: refused the connection ({exc})",
+                f"check the credentials in [{name}] (username/password, or token)",
+            )
         return Check(
             False,
             f"{where}: not reachable ({exc or 'timed out'})",
             f"check [{name}] host and port, and that the broker runs",
         )
     return Check(True, f"{where}: connected with the configured credentials")
+
+
+def _tls_failed(where: str, name: str, exc: ssl.SSLError) -> Check:
+    return Check(False, f"{where}: TLS failed ({exc})", f"check [{name}.tls] ca_file")
 
 
 async def bluez(cfg: Config) -> Check:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 # Topics a gateway session may publish on (MqttTransportHandler.processGatewayPublish
@@ -99,6 +101,12 @@ class Device:
     telemetry: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     by_ts: dict[int, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
+
+
+def _session_kept() -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    return props
 
 
 class ThingsBoardChecker:
@@ -445,6 +453,10 @@ class ThingsBoardChecker:
                     username=self.username,
                     identifier="thingsboard-checker",
                     protocol=aiomqtt.ProtocolVersion.V5,
+                    # the session (and what is queued for it) outlives a restart of the
+                    # persistent broker: nothing the gateway sends is missed meanwhile
+                    clean_start=False,
+                    properties=_session_kept(),
                     max_queued_incoming_messages=0,
                 ) as client:
                     # No Local: the server never hears its own RPCs and attribute pushes back

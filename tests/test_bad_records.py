@@ -205,3 +205,37 @@ async def test_an_unexpected_exception_in_a_bridge_costs_one_reconnect(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert "unexpected RuntimeError" in errors[0].getMessage()
+
+
+async def test_a_record_over_the_brokers_packet_size_is_passed_over_and_counted(
+    tmp_path: Path, pty, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mosquitto states its max_packet_size in CONNACK and drops an MQTT 5 client that
+    sends a larger packet: sent, such a record would be sent again after every reconnect
+    and hold back every record behind it."""
+    (tmp_path / "b").mkdir()
+    broker = Mosquitto(tmp_path / "b", extra="max_packet_size 1000\n")
+    broker.start()
+    sub = Collector(broker, "tinyml/gw/#")
+    await sub.start()
+    link = pty()
+    windowed, plain = SimulatedNode(GOOD, window=True), SimulatedNode(ALSO_GOOD)
+    caplog.set_level(logging.WARNING)
+    try:
+        async with running(gateway_config(tmp_path, broker, [link.path])) as gw:
+            runner = NodeRunner(link, [windowed, plain], rate_hz=20, count=COUNT)
+            await asyncio.wait_for(runner.run(until_acked=True), 60)
+            await sub.wait_for(lambda: len(_events(sub, ALSO_GOOD)) >= COUNT)
+            sink = gw.sinks[0]
+            while await gw.outbox.pending(sink.name):  # hang guard: the test's timeout
+                await asyncio.sleep(0.05)
+            health = sink.health()
+    finally:
+        await sub.stop()
+        broker.stop()
+    assert sorted(_events(sub, ALSO_GOOD)) == list(range(1, COUNT + 1))
+    assert _events(sub, GOOD) == {}  # each of its events carries a window of 1.5 kB
+    assert health["publish_refused"] == COUNT
+    assert health["connects"] == 1  # the broker never had to drop the gateway
+    said = [r.getMessage() for r in caplog.records if "maximum packet size" in r.getMessage()]
+    assert len(said) == 1 and f"{node_hex(GOOD)}/event" in said[0]

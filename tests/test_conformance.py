@@ -1,8 +1,11 @@
 """Pins the third-party internals the gateway relies on, so an upgrade that changes them
 fails here first instead of in the field.
 
-gateway/sinks/publisher.py publishes through aiomqtt's paho client and shares paho's
-``on_publish`` callback with aiomqtt.
+gateway/sinks/publisher.py (the ``protocol = "3.1.1"`` path) publishes through aiomqtt's
+paho client and shares paho's ``on_publish`` callback with aiomqtt.
+gateway/sinks/mqtt5_wire.py (the ``protocol = "5"`` path) frames the byte stream for the
+mqtt5 codec, relying on how its ``read`` says "not enough bytes" and "malformed", and on
+what a CONNACK without properties means.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import inspect
 import logging
 
 import aiomqtt
+import mqtt5
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -20,6 +24,31 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.sinks.mqtt import MqttLink, MqttSession, client_log
 from tests.peers import Mosquitto
+
+
+def test_mqtt5_read_tells_a_short_buffer_from_a_malformed_one() -> None:
+    packet = mqtt5.PublishPacket(
+        topic="a/b", payload=b"xyz", qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=7
+    ).write()
+    for cut in range(len(packet)):  # any prefix: wait for more bytes
+        with pytest.raises(IndexError):
+            mqtt5.read(memoryview(packet)[:cut])
+    # one packet from a buffer that holds more: the rest is left for the next read
+    got, used = mqtt5.read(memoryview(packet + b"\x40\x02"))
+    assert used == len(packet)
+    assert isinstance(got, mqtt5.PublishPacket) and got.packet_id == 7 and got.payload == b"xyz"
+    with pytest.raises(ValueError):  # an AUTH packet cut short: malformed, not short
+        mqtt5.read(b"\xf0\x00")
+
+
+def test_mqtt5_connack_defaults_are_the_specs() -> None:
+    ack = mqtt5.ConnAckPacket()
+    assert ack.receive_max == 65535 and ack.max_packet_size is None
+    assert int(ack.reason_code) == 0 and ack.server_keep_alive is None
+    got, _ = mqtt5.read(
+        mqtt5.PubAckPacket(packet_id=9, reason_code=mqtt5.PubAckReasonCode.NOT_AUTHORIZED).write()
+    )
+    assert isinstance(got, mqtt5.PubAckPacket) and (got.packet_id, int(got.reason_code)) == (9, 0x87)
 
 
 async def test_aiomqtt_keeps_its_paho_client_in_underscore_client() -> None:

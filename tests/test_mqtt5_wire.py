@@ -29,7 +29,8 @@ async def _open(broker: Mosquitto, window: int = 16, **kw: object) -> Wire5:
 async def test_confirms_in_start_order_within_the_window(mosquitto: Mosquitto) -> None:
     sub = Collector(mosquitto, "t/#")
     await sub.start()
-    wire = await _open(mosquitto, window=8)
+    refused: list[tuple[str, int]] = []
+    wire = await _open(mosquitto, window=8, refused=lambda t, c: refused.append((t, c)))
     done: list[int] = []
     most = 0
     for i in range(2000):
@@ -42,7 +43,9 @@ async def test_confirms_in_start_order_within_the_window(mosquitto: Mosquitto) -
     assert 1 < most <= 8
     await sub.wait_for(lambda: len(sub.messages) == 1980)
     assert [int(m.payload) for m in sub.messages] == [i for i in range(2000) if i % 100 != 99]
-    assert await wire.publish("t/single", b"x", retain=False) == 0
+    await wire.publish("t/single", b"x", retain=False)  # returns at its PUBACK
+    await sub.wait_for(lambda: len(sub.messages) == 1981)
+    assert refused == []
     assert wire.unknown_acks == 0
     wire.close(mqtt5.DisconnectReasonCode.NORMAL_DISCONNECTION)
     await sub.stop()
@@ -99,18 +102,86 @@ async def test_a_broker_gone_with_the_window_full_fails_the_waiters(tmp_path: Pa
 
 
 async def test_a_server_disconnect_carries_its_reason_code(tmp_path: Path) -> None:
-    # Mosquitto tells an MQTT 5 client why it drops it when a packet is over its limit
-    broker = Mosquitto(tmp_path, extra="max_packet_size 1000\n")
+    # a broker without retained messages drops an MQTT 5 client that sends one, and says why
+    broker = Mosquitto(tmp_path, extra="retain_available false\n")
     broker.start()
     try:
         wire = await _open(broker)
-        wire.publish_nowait("t", b"x" * 5000, None)
+        wire.publish_nowait("t", b"x", None, retain=True)
         with pytest.raises(WireError) as info:
             await asyncio.wait_for(wire.closed, 30)
     finally:
         broker.stop()
-    assert info.value.code == mqtt5.DisconnectReasonCode.PACKET_TOO_LARGE
-    assert "PACKET_TOO_LARGE" in str(info.value)
+    assert info.value.code == 0x9A
+    assert "RETAIN_NOT_SUPPORTED" in str(info.value)
+    with pytest.raises(WireError, match="RETAIN_NOT_SUPPORTED"):
+        await wire.room()
+
+
+async def test_a_publish_over_the_brokers_packet_size_is_refused_here(tmp_path: Path) -> None:
+    # Mosquitto states its limit in CONNACK and drops a client that goes over it
+    # (DISCONNECT 0x95): such a publish is not sent but refused in line, and the
+    # connection carries on
+    broker = Mosquitto(tmp_path, extra="max_packet_size 1000\n")
+    broker.start()
+    refused: list[tuple[str, int]] = []
+    done: list[int] = []
+    try:
+        sub = Collector(broker, "t/#")
+        await sub.start()
+        wire = await _open(broker, refused=lambda t, c: refused.append((t, c)))
+        assert wire.max_packet_size == 1000
+        for i, size in enumerate([10, 5000, 10]):
+            await wire.room()
+            wire.publish_nowait(f"t/{i}", b"x" * size, lambda i=i: done.append(i))
+        await wire.publish("t/big", b"y" * 2000)
+        await asyncio.wait_for(wire.drain(), 10)
+        await wire.publish("t/last", b"z")
+        await sub.wait_for(lambda: len(sub.messages) == 3)
+        assert [m.topic for m in sub.messages] == ["t/0", "t/2", "t/last"]
+        assert not wire.closed.done()
+        wire.close()
+        await sub.stop()
+    finally:
+        broker.stop()
+    assert done == [0, 1, 2]
+    assert refused == [("t/1", 0x95), ("t/big", 0x95)]
+
+
+async def test_never_more_unconfirmed_than_the_brokers_receive_maximum(tmp_path: Path) -> None:
+    # Mosquitto states max_inflight_messages as its Receive Maximum; a client may not
+    # have more QoS 1 publishes unconfirmed, window and single publishes together
+    broker = Mosquitto(tmp_path, extra="max_inflight_messages 5\n")
+    broker.start()
+    try:
+        wire = await _open(broker, window=100)
+        assert wire.receive_max == 5
+        records = wire.records(100)
+        assert records.size == 5
+        most = 0
+        original = wire._send
+
+        def send(data: bytes) -> None:
+            nonlocal most
+            most = max(most, len(wire._inflight))
+            original(data)
+
+        wire._send = send  # type: ignore[method-assign]
+        done: list[int] = []
+
+        async def singles() -> None:
+            for _ in range(50):
+                await wire.publish("t/single", b"s")
+
+        side = asyncio.create_task(singles())
+        for i in range(500):
+            await records.publish("t/r", b"x", lambda i=i: done.append(i))
+        await asyncio.wait_for(asyncio.gather(records.drain(), side), 30)
+        wire.close()
+    finally:
+        broker.stop()
+    assert done == list(range(500))
+    assert most == 5
 
 
 async def test_a_refused_login_names_its_reason(tmp_path: Path) -> None:

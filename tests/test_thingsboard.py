@@ -59,7 +59,11 @@ def tb_broker(workdir: Path, extra: str = "", anonymous_acl: str = "") -> Mosqui
     workdir.mkdir(parents=True, exist_ok=True)
     acl = workdir / "acl"
     acl.write_text(anonymous_acl + ACL)
-    broker = Mosquitto(workdir, extra=f"allow_anonymous true\nacl_file {acl}\n{extra}")
+    # persistent: the checker's session and subscription outlive a broker restart, so
+    # what the gateway sends on reconnecting reaches it even when the gateway is back first
+    broker = Mosquitto(
+        workdir, extra=f"allow_anonymous true\nacl_file {acl}\n{extra}", persistent=True
+    )
     broker.start()
     return broker
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 import time
-from typing import Any
+from types import TracebackType
+from typing import Any, Final
 
 import mqtt5
 
 from gateway.sinks.window import Done, InOrderWindow, Refused, Slot
 
 _FAILURE = 0x80  # reason codes from here on are refusals
+PACKET_TOO_LARGE: Final = 0x95
 
 
 class WireError(Exception):
@@ -32,8 +34,14 @@ class WireError(Exception):
 
 class Wire5(asyncio.Protocol):
     """Use ``await Wire5.open(...)``; then ``publish_nowait`` for records (after
-    ``await room()``), ``await publish`` for single messages, ``messages`` for what
-    arrives, and ``closed`` to learn that the connection ended."""
+    ``await room()``, or through ``records()``), ``await publish`` for single messages,
+    ``messages`` for what arrives (``None`` once the connection has ended), and ``closed``
+    to learn that it ended.
+
+    What the broker states in its CONNACK is kept to: never more QoS 1 publishes
+    unconfirmed than its Receive Maximum, and no packet over its Maximum Packet Size (such
+    a publish is not sent; it counts as refused, with 0x95, so the line moves on).
+    """
 
     def __init__(self, window: int, refused: Refused | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -41,7 +49,9 @@ class Wire5(asyncio.Protocol):
         self._refused = refused
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = loop.create_future()
-        self.messages: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.messages: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self.receive_max = 65535  # the broker's, from its CONNACK
+        self.max_packet_size: int | None = None  # likewise; None: no limit stated
         self.unknown_acks = 0  # PUBACKs for ids not in flight: counted, otherwise ignored
         self._connack: asyncio.Future[mqtt5.ConnAckPacket] = loop.create_future()
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
@@ -79,11 +89,15 @@ class Wire5(asyncio.Protocol):
         except TimeoutError:
             raise WireError(f"no CONNACK from {host}:{port} within {connack_wait_s:g} s") from None
         except OSError as exc:
-            raise WireError(f"cannot connect to {host}:{port}: {exc}") from None
+            # the cause is kept: an ssl.SSLError there is a TLS set-up to fix (doctor)
+            raise WireError(f"cannot connect to {host}:{port}: {exc}") from exc
         if int(ack.reason_code) >= _FAILURE:
             wire.close()
             raise WireError(f"connection refused: {ack.reason_code.name}", int(ack.reason_code))
         wire._check_open()  # what came with the CONNACK may have ended it already
+        wire.receive_max = ack.receive_max or 65535
+        wire.max_packet_size = ack.max_packet_size
+        wire._window.size = min(wire._window.size, wire.receive_max)
         keepalive = ack.server_keep_alive or connect.keep_alive
         if keepalive:
             wire._pinger = loop.create_task(wire._keepalive(keepalive))
@@ -116,6 +130,7 @@ class Wire5(asyncio.Protocol):
             if isinstance(out, asyncio.Future) and not out.done():
                 out.set_exception(error)
         self._inflight.clear()
+        self.messages.put_nowait(None)
         self._window.wake()  # whoever waits for room learns of the end from ``closed``
         self.closed.exception()  # retrieved: nobody has to await it
 
@@ -215,13 +230,23 @@ class Wire5(asyncio.Protocol):
         if self.closed.done():
             self.closed.result()
 
+    def _busy(self) -> bool:
+        return len(self._inflight) >= self.receive_max
+
     async def room(self) -> None:
         """Returns once the window has room; raises the WireError that ended the connection."""
-        while self._window.full() and not self.closed.done():
+        while (self._window.full() or self._busy()) and not self.closed.done():
             await self._window.changed()
         self._check_open()
 
-    def publish_nowait(self, topic: str | None, payload: bytes, on_done: Done | None) -> None:
+    def records(self, size: int) -> Records:
+        """The window as a sink uses it (``mqtt_link.RecordWindow``), ``size`` at most."""
+        self._window.size = max(1, min(size, self.receive_max))
+        return Records(self)
+
+    def publish_nowait(
+        self, topic: str | None, payload: bytes, on_done: Done | None, *, retain: bool = False
+    ) -> None:
         """A QoS 1 publish in the window; ``on_done`` runs once it and every earlier one
         are confirmed. ``topic=None`` sends nothing and just keeps its place in line."""
         self._check_open()
@@ -229,12 +254,23 @@ class Wire5(asyncio.Protocol):
             self._window.marker(on_done)
             return
         pid = self._packet_id()
+        data = mqtt5.PublishPacket(
+            topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE, retain=retain, packet_id=pid
+        ).write()
+        if self._too_large(topic, data):
+            self._window.marker(on_done)
+            return
         self._inflight[pid] = self._window.add(topic, on_done)
-        self._send(
-            mqtt5.PublishPacket(
-                topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=pid
-            ).write()
-        )
+        self._send(data)
+
+    def _too_large(self, topic: str, data: bytes) -> bool:
+        # the broker would drop the connection for it (DISCONNECT 0x95), and the sink
+        # would send it again after every reconnect: refused here instead, once
+        if self.max_packet_size is None or len(data) <= self.max_packet_size:
+            return False
+        if self._refused is not None:
+            self._refused(topic, PACKET_TOO_LARGE)
+        return True
 
     async def drain(self) -> None:
         """Waits until every window publish started so far is confirmed; raises the
@@ -244,22 +280,24 @@ class Wire5(asyncio.Protocol):
         if self._window:
             self.closed.result()
 
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
-        """One QoS 1 publish outside the window; returns the PUBACK's reason code."""
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """One QoS 1 publish outside the window; returns at its PUBACK. A refusal goes
+        to ``refused``, as for the window's."""
+        while self._busy() and not self.closed.done():
+            await self._window.changed()
         self._check_open()
         pid = self._packet_id()
+        data = mqtt5.PublishPacket(
+            topic=topic, payload=payload, qos=mqtt5.QoS.AT_LEAST_ONCE, retain=retain, packet_id=pid
+        ).write()
+        if self._too_large(topic, data):
+            return
         answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._inflight[pid] = answer
-        self._send(
-            mqtt5.PublishPacket(
-                topic=topic,
-                payload=payload,
-                qos=mqtt5.QoS.AT_LEAST_ONCE,
-                retain=retain,
-                packet_id=pid,
-            ).write()
-        )
-        return await answer
+        self._send(data)
+        code = await answer
+        if code >= _FAILURE and self._refused is not None:
+            self._refused(topic, code)
 
     async def subscribe(self, filters: list[mqtt5.TopicFilter]) -> list[int]:
         """Subscribes; returns the SUBACK's reason codes, one per filter."""
@@ -272,3 +310,39 @@ class Wire5(asyncio.Protocol):
             return await fut
         finally:
             self._subacks.pop(pid, None)
+
+
+class Records:
+    """``mqtt_link.RecordWindow`` on a Wire5: ``room()`` then ``publish_nowait``."""
+
+    def __init__(self, wire: Wire5) -> None:
+        self._wire = wire
+        self.size = wire._window.size
+
+    def __enter__(self) -> Records:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self._wire)
+
+    async def publish(
+        self,
+        topic: str | None,
+        payload: bytes,
+        on_done: Done | None = None,
+        *,
+        retain: bool = False,
+    ) -> None:
+        await self._wire.room()
+        self._wire.publish_nowait(topic, payload, on_done, retain=retain)
+
+    async def drain(self) -> None:
+        await self._wire.drain()

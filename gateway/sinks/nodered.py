@@ -16,16 +16,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
-
 from gateway.commands import CommandRouter
 from gateway.fields import NodeMeta, dumps, loads, record_fields
 from gateway.health import Health
 from gateway.logs import RateLimitedLog
 from gateway.model import CommandRequest, CommandResult, Record, RecordKind, parse_node_id
 from gateway.sinks.delivery import Delivery
-from gateway.sinks.mqtt import MqttSession, Subscription
-from gateway.sinks.publisher import Publisher
+from gateway.sinks.mqtt import LINK_ERRORS, Connection, MqttSession, Subscription, Will
 from gateway.sinks.skip import Unrenderable
 
 log = logging.getLogger(__name__)
@@ -68,10 +65,8 @@ class NodeRedSink:
     def status_topic(self) -> str:
         return f"{self._base}/status"
 
-    def will(self) -> aiomqtt.Will:
-        return aiomqtt.Will(
-            self.status_topic, dumps(self._health.offline_payload()), qos=1, retain=True
-        )
+    def will(self) -> Will:
+        return Will(self.status_topic, dumps(self._health.offline_payload()).encode())
 
     def topic(self, record: Record) -> str:
         return f"{self._base}/{record.node_id:016x}/{record.kind.value}"
@@ -97,22 +92,22 @@ class NodeRedSink:
 
     # ---- connected ---------------------------------------------------------------
 
-    async def _connected(self, client: aiomqtt.Client) -> None:
+    async def _connected(self, conn: Connection) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._publish_health(client), name="mqtt health")
-            tg.create_task(self._deliver(client), name="mqtt deliver")
+            tg.create_task(self._publish_health(conn), name="mqtt health")
+            tg.create_task(self._deliver(conn), name="mqtt deliver")
 
-    async def _publish_health(self, client: aiomqtt.Client) -> None:
+    async def _publish_health(self, conn: Connection) -> None:
         while True:
-            body = dumps(self._health.payload())
-            await client.publish(self.status_topic, body, qos=1, retain=True)
+            body = dumps(self._health.payload()).encode()
+            await conn.publish(self.status_topic, body, retain=True)
             await asyncio.sleep(self._health_interval_s)
 
-    async def _deliver(self, client: aiomqtt.Client) -> None:
+    async def _deliver(self, conn: Connection) -> None:
         """One message per record, up to ``window`` in flight, confirmed in order."""
         after = self.delivery.confirmed
         confirm = self.delivery.confirm
-        with Publisher(client, self._window, refused=self.session.refused) as pub:
+        with conn.records(self._window) as pub:
             while True:
                 records = await self.delivery.next_batch(after)
                 after = records[-1].id
@@ -134,22 +129,22 @@ class NodeRedSink:
         """[mqtt] commands from a reloaded configuration (SIGHUP)."""
         self._allowed[:] = names
 
-    async def _message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        parts = str(message.topic).split("/")
+    async def _message(self, conn: Connection, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
         node_text = parts[-2] if len(parts) >= 2 else ""
-        task = asyncio.create_task(self._command(client, node_text, message.payload))
+        task = asyncio.create_task(self._command(conn, node_text, payload))
         self._tasks.add(task)  # keep a reference until done, or it may be collected
         task.add_done_callback(self._tasks.discard)
 
-    async def _command(self, client: aiomqtt.Client, node_text: str, raw: Any) -> None:
+    async def _command(self, conn: Connection, node_text: str, raw: bytes) -> None:
         result = await self._handle(node_text, raw)
         topic = f"{self._base}/{node_text}/cmd/ack"
         try:
-            await client.publish(topic, dumps(result.as_json()), qos=1)
-        except aiomqtt.MqttError as exc:
+            await conn.publish(topic, dumps(result.as_json()).encode())
+        except LINK_ERRORS as exc:
             log.info("mqtt: command answer for %s not sent: %s", node_text, exc)
 
-    async def _handle(self, node_text: str, raw: Any) -> CommandResult:
+    async def _handle(self, node_text: str, raw: bytes) -> CommandResult:
         try:
             node_id = parse_node_id(node_text)
         except ValueError as exc:

@@ -12,13 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
-import aiomqtt
-
 from gateway.commands import CommandRouter
 from gateway.health import Health
 from gateway.model import CommandRequest, CommandResult, node_hex
 from gateway.nodes import LiveNode, NodeRegistry
 from gateway.protocol.commands import BY_SHARED_ATTRIBUTE
+from gateway.sinks.mqtt_link import Connection
 from gateway.sinks.tb_payload import node_attributes
 from gateway.sinks.tb_topics import (
     ATTRIBUTES,
@@ -32,8 +31,8 @@ log = logging.getLogger(__name__)
 
 GATEWAY_METHODS: Final = ("getStatus", "listNodes", "reconnectNode", "forgetNode")
 
-Reply = Callable[[aiomqtt.Client, str, Any], Awaitable[None]]
-Announce = Callable[[aiomqtt.Client, int], Awaitable[None]]
+Reply = Callable[[Connection, str, Any], Awaitable[None]]
+Announce = Callable[[Connection, int], Awaitable[None]]
 
 
 class ServerRequests:
@@ -66,10 +65,10 @@ class ServerRequests:
     def set_allowed(self, names: list[str]) -> None:
         self._allowed[:] = names
 
-    def handle(self, client: aiomqtt.Client, topic: str, body: Any) -> bool:
+    def handle(self, conn: Connection, topic: str, body: Any) -> bool:
         """Starts what ``body`` on ``topic`` asks for; False when it is none of this."""
         if topic == RPC and _is_server_rpc(body):
-            self._spawn(self._node_rpc(client, body["device"], body["data"]))
+            self._spawn(self._node_rpc(conn, body["device"], body["data"]))
         elif topic == ATTRIBUTES and _is_shared_update(body):
             self._spawn(self._apply_shared(body["device"], body["data"]))
         elif topic == ATTRIBUTES_RESPONSE and isinstance(body, dict):
@@ -83,7 +82,7 @@ class ServerRequests:
             and body.get("method") != "getSessionLimits"
         ):
             rid = topic.removeprefix(ME_RPC_REQUEST)
-            self._spawn(self._gateway_rpc(client, rid, body))
+            self._spawn(self._gateway_rpc(conn, rid, body))
         else:
             return False
         return True
@@ -93,7 +92,7 @@ class ServerRequests:
         self._tasks.add(task)  # keep a reference until done, or it may be collected
         task.add_done_callback(self._tasks.discard)
 
-    async def _node_rpc(self, client: aiomqtt.Client, device: str, data: dict[str, Any]) -> None:
+    async def _node_rpc(self, conn: Connection, device: str, data: dict[str, Any]) -> None:
         self._c["thingsboard_rpc"] += 1
         node = self._node_named(device)
         rid = data.get("id")
@@ -104,7 +103,7 @@ class ServerRequests:
         else:
             req = CommandRequest(rid, str(data.get("method")), data.get("params"))
             result = await self._router.request(node.node_id, req, self._allowed)
-        await self._reply(client, RPC, {"device": device, "id": rid, "data": result.as_json()})
+        await self._reply(conn, RPC, {"device": device, "id": rid, "data": result.as_json()})
 
     async def _apply_shared(self, device: Any, values: Mapping[str, Any]) -> None:
         node = self._node_named(device)
@@ -136,7 +135,7 @@ class ServerRequests:
                     else "",
                 )
 
-    async def _gateway_rpc(self, client: aiomqtt.Client, rid: str, body: dict[str, Any]) -> None:
+    async def _gateway_rpc(self, conn: Connection, rid: str, body: dict[str, Any]) -> None:
         method, params = body.get("method"), body.get("params")
         data: Any
         if method == "getStatus":
@@ -157,14 +156,14 @@ class ServerRequests:
             if node is None:
                 data = {"ok": False, "error": f"no node for device {target!r}"}
             elif method == "reconnectNode":
-                await self._announce(client, node.node_id)
+                await self._announce(conn, node.node_id)
                 data = {"ok": True}
             else:
                 result = (await self._router.forget_node(node.node_id)).as_json()
                 data = {k: v for k, v in result.items() if k != "id"}
         else:
             data = {"error": f"unknown method {method!r}; use {', '.join(GATEWAY_METHODS)}"}
-        await self._reply(client, ME_RPC_RESPONSE + rid, data)
+        await self._reply(conn, ME_RPC_RESPONSE + rid, data)
 
 
 def _is_server_rpc(body: Any) -> bool:

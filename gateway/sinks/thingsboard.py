@@ -31,8 +31,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import aiomqtt
-
 from gateway import __version__
 from gateway.commands import CommandRouter
 from gateway.config import ThingsBoardSection, parse_rate_limits
@@ -44,8 +42,7 @@ from gateway.nodes import LiveNode, NodeRegistry
 from gateway.protocol import Info, decode
 from gateway.protocol.commands import BY_SHARED_ATTRIBUTE
 from gateway.sinks.delivery import Delivery
-from gateway.sinks.mqtt import MqttSession, Subscription
-from gateway.sinks.publisher import Publisher
+from gateway.sinks.mqtt import LINK_ERRORS, Connection, MqttSession, Subscription
 from gateway.sinks.ratelimit import RateLimit, acquire
 from gateway.sinks.skip import Unrenderable
 from gateway.sinks.tb_payload import (
@@ -305,25 +302,25 @@ class ThingsBoardSink:
     async def started(self) -> None:
         await self.session.first_attempt_done.wait()
 
-    async def _connected_run(self, client: aiomqtt.Client) -> None:
+    async def _connected_run(self, conn: Connection) -> None:
         self._connected.clear()
         self._ts.rewind()
         self._limits = _Limits(self._cfg)
-        await self._session_limits(client)
+        await self._session_limits(conn)
         for node in self._registry.all():
             if node.online:
-                await self._announce_now(client, node.node_id)
+                await self._announce_now(conn, node.node_id)
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._publish_health(client), name="thingsboard health")
-            tg.create_task(self._deliver(client), name="thingsboard deliver")
+            tg.create_task(self._publish_health(conn), name="thingsboard health")
+            tg.create_task(self._deliver(conn), name="thingsboard deliver")
 
-    async def _session_limits(self, client: aiomqtt.Client) -> None:
+    async def _session_limits(self, conn: Connection) -> None:
         """Asks the server for its limits, as the official clients do on every connect."""
         rid = str(next(self._ids))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._limits_answer = (rid, fut)
         body = dumps({"method": "getSessionLimits", "params": {}}).encode()
-        await self._send(client, _Pub(ME_RPC_REQUEST + rid, body))
+        await self._send(conn, _Pub(ME_RPC_REQUEST + rid, body))
         try:
             answer = await asyncio.wait_for(fut, self._cfg.session_limits_wait_s)
         except TimeoutError:
@@ -358,27 +355,27 @@ class ThingsBoardSink:
         for effect in pub.effects:
             effect()
 
-    async def _send(self, client: aiomqtt.Client, pub: _Pub) -> None:
+    async def _send(self, conn: Connection, pub: _Pub) -> None:
         """Publishes a control message and waits for the PUBACK."""
         await self._start(pub)
         if pub.topic is not None:
-            await client.publish(pub.topic, pub.payload, qos=1)
+            await conn.publish(pub.topic, pub.payload)
             self._c["thingsboard_publishes"] += 1
 
-    async def _publish_health(self, client: aiomqtt.Client) -> None:
+    async def _publish_health(self, conn: Connection) -> None:
         attrs = {"gateway": self._gw, "version": __version__, "started": self._health.started_ms}
-        await self._send(client, _Pub(ME_ATTRIBUTES, dumps(attrs).encode()))
+        await self._send(conn, _Pub(ME_ATTRIBUTES, dumps(attrs).encode()))
         while True:
             values = flatten(self._health.payload())
-            await self._send(client, _Pub(ME_TELEMETRY, dumps(values).encode()))
+            await self._send(conn, _Pub(ME_TELEMETRY, dumps(values).encode()))
             await asyncio.sleep(self._health_interval_s)
 
     # ---- delivery ------------------------------------------------------------------
 
-    async def _deliver(self, client: aiomqtt.Client) -> None:
+    async def _deliver(self, conn: Connection) -> None:
         """Publishes in outbox order with up to ``window`` in flight; confirms in order."""
         after = self.delivery.confirmed
-        with Publisher(client, self._limits.window, refused=self.session.refused) as window:
+        with conn.records(self._limits.window) as window:
             while True:
                 records = await self.delivery.next_batch(after)
                 after = records[-1].id
@@ -515,10 +512,9 @@ class ThingsBoardSink:
 
     # ---- downlink ------------------------------------------------------------------
 
-    async def _message(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
-        topic = str(message.topic)
+    async def _message(self, conn: Connection, topic: str, payload: bytes) -> None:
         try:
-            body = loads(message.payload)
+            body = loads(payload)
         except (ValueError, TypeError) as exc:
             self._c["thingsboard_bad_json"] += 1
             self._bad.warning(
@@ -530,19 +526,19 @@ class ThingsBoardSink:
             if pending and topic == ME_RPC_RESPONSE + pending[0] and not pending[1].done():
                 pending[1].set_result(body)
             return
-        if not self._requests.handle(client, topic, body):
+        if not self._requests.handle(conn, topic, body):
             self._c["thingsboard_ignored"] += 1
             log.debug("thingsboard: ignored a message on %s: %.200s", topic, body)
 
-    async def _reply(self, client: aiomqtt.Client, topic: str, body: Any) -> None:
+    async def _reply(self, conn: Connection, topic: str, body: Any) -> None:
         try:
-            await self._send(client, _Pub(topic, dumps(body).encode()))
-        except aiomqtt.MqttError as exc:
+            await self._send(conn, _Pub(topic, dumps(body).encode()))
+        except LINK_ERRORS as exc:
             log.info("thingsboard: answer on %s not sent: %s", topic, exc)
 
-    async def _announce_now(self, client: aiomqtt.Client, node_id: int) -> None:
+    async def _announce_now(self, conn: Connection, node_id: int) -> None:
         for pub in self._announce(node_id):
-            await self._send(client, pub)
+            await self._send(conn, pub)
 
     def health(self) -> dict[str, Any]:
         return {

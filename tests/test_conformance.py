@@ -48,7 +48,10 @@ def test_mqtt5_connack_defaults_are_the_specs() -> None:
     got, _ = mqtt5.read(
         mqtt5.PubAckPacket(packet_id=9, reason_code=mqtt5.PubAckReasonCode.NOT_AUTHORIZED).write()
     )
-    assert isinstance(got, mqtt5.PubAckPacket) and (got.packet_id, int(got.reason_code)) == (9, 0x87)
+    assert isinstance(got, mqtt5.PubAckPacket) and (got.packet_id, int(got.reason_code)) == (
+        9,
+        0x87,
+    )
 
 
 async def test_aiomqtt_keeps_its_paho_client_in_underscore_client() -> None:

@@ -115,6 +115,17 @@ def write_all(fd: int, data: bytes | bytearray) -> None:
             select.select([], [fd], [], 1.0)
 
 
+def flood(nodes: list[int], per_node: int, window: bool = False) -> bytes:
+    """Every frame of one port's unpaced run, encoded before the run starts: encoding in
+    the writer threads would take their share of two cores from the gateway."""
+    out = bytearray()
+    for s in range(1, per_node + 1):
+        for node in nodes:
+            event = expected_event(node, s, window=window)
+            out += encode_frame(encode(event, node_id=node, boot_id=1, seq=s, uptime_ms=s))
+    return bytes(out)
+
+
 def writer(
     link_fd: int,
     nodes: list[int],
@@ -122,8 +133,16 @@ def writer(
     rate_hz: float | None,
     stop: threading.Event,
     window: bool = False,
+    frames: bytes | None = None,
 ) -> None:
-    """Writes events round-robin over its nodes; paced when rate_hz is set (events/s for this port)."""
+    """Writes events round-robin over its nodes; paced when rate_hz is set (events/s for
+    this port); unpaced, ``frames`` (from ``flood``) in blocks of 16 KiB."""
+    if frames is not None:
+        for at in range(0, len(frames), 16_384):
+            write_all(link_fd, frames[at : at + 16_384])
+            if stop.is_set():
+                return
+        return
     t0 = time.monotonic()
     sent = 0
     batch = bytearray()
@@ -256,10 +275,11 @@ def run(
     for i, link in enumerate(links):
         nodes = [0xB000 + i * 1000 + n for n in range(nodes_per_port)]
         port_rate = None if rate_hz is None else rate_hz / ports
+        frames = flood(nodes, per_node, window) if rate_hz is None else None
         threads.append(
             threading.Thread(
                 target=writer,
-                args=(link.fd, nodes, per_node, port_rate, stop, window),
+                args=(link.fd, nodes, per_node, port_rate, stop, window, frames),
                 daemon=True,
             )
         )

@@ -34,7 +34,12 @@ def dumps(obj: Any) -> str:
     the decoder's range rules fails one record's rendering instead of reaching
     a consumer as ``NaN``.
     """
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(obj)
+
+
+# one encoder for every payload: json.dumps with options builds a new one per call. The
+# payloads are trees built here, never circular, so the check for cycles is left out.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
 
 
 def _no_constant(name: str) -> Any:
@@ -149,7 +154,7 @@ def record_fields(record: Record, gateway_id: str, meta: NodeMeta) -> dict[str, 
     if record.kind == RecordKind.STATUS:
         out.update(json.loads(record.data))
         return out
-    body = decode(record.data).body
+    body = record.body if record.body is not None else decode(record.data).body
     match body:
         case Event():
             out.update(_event(body, meta))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 import time
-from types import TracebackType
 from typing import Any, Final
 
 import mqtt5
@@ -318,17 +317,6 @@ class Records:
     def __init__(self, wire: Wire5) -> None:
         self._wire = wire
         self.size = wire._window.size
-
-    def __enter__(self) -> Records:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        pass
 
     def __len__(self) -> int:
         return len(self._wire)

@@ -30,8 +30,8 @@ class V5Connection:
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         await self.wire.publish(topic, payload, retain=retain)
 
-    def records(self, size: int) -> Records:
-        return self.wire.records(size)
+    def records(self, size: int) -> contextlib.nullcontext[Records]:
+        return contextlib.nullcontext(self.wire.records(size))  # nothing to undo at its end
 
     async def subscribe(self, subs: Sequence[Subscription]) -> list[int]:
         filters = [

@@ -154,7 +154,7 @@ def record_fields(record: Record, gateway_id: str, meta: NodeMeta) -> dict[str, 
     if record.kind == RecordKind.STATUS:
         out.update(json.loads(record.data))
         return out
-    body = record.body if record.body is not None else decode(record.data).body
+    body = decode(record.data).body
     match body:
         case Event():
             out.update(_event(body, meta))

@@ -423,7 +423,6 @@ class Ingest:
             item.message.raw,
             node.state.seq.epoch,
             item.rssi,
-            body=item.message.body,
         )
 
     def _stamp(self, node: LiveNode, item: Inbound) -> int:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, NewType
 
-from gateway.protocol import Advert, Body, Message
+from gateway.protocol import Advert, Message
 
 NodeId = NewType("NodeId", int)
 """A node's 64-bit id. Its text form (:func:`node_hex`) is 16 lowercase hex digits."""
@@ -77,9 +77,6 @@ class Record:
     epoch: int = 0  # the node's dedup epoch (docs/protocol.md 2.1)
     rssi: int | None = None  # dBm of the node's last advertisement, for BLE nodes
     verdict: str | None = None  # JSON: the gateway's verdict on an EVENT (docs/verification.md)
-    # ``data`` as ingest decoded it, on records a sink gets straight from the commit (not
-    # stored: a record read back from SQLite has None, and a sink decodes ``data``)
-    body: Body | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

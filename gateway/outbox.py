@@ -28,15 +28,12 @@ from gateway.clock import Clock
 from gateway.errors import OutboxError, OutboxFullError
 from gateway.model import Record, RecordKind
 from gateway.paths import unwritable_file
-from gateway.protocol import Body, SequenceState
-from gateway.recent import RecentRecords
+from gateway.protocol import SequenceState
 
 log = logging.getLogger(__name__)
 BUSY_WAIT_S = 300.0  # how long a statement waits for another connection's write lock
 
 SCHEMA_VERSION: Final = 5
-# records kept in memory for sinks that keep up (recent.py): a few commits' worth
-RECENT_RECORDS: Final = 2048
 _T = TypeVar("_T")
 
 _KIND_CODES: Final = {
@@ -150,15 +147,6 @@ class NewRecord:
     epoch: int = 0
     rssi: int | None = None
     verdict: str | None = None  # JSON: the verification stage's fields (events only)
-    body: Body | None = field(default=None, compare=False, repr=False)  # ``data`` decoded
-
-
-def _stored(record_id: int, r: NewRecord) -> Record:
-    """What ``fetch`` would read back for ``r``, with the message ingest decoded."""
-    return Record(
-        record_id, r.kind, r.node_id, r.boot_id, r.seq, r.uptime_ms, r.ts_ms,
-        r.unsynced is None, r.transport, r.data, r.epoch, r.rssi, r.verdict, r.body,
-    )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -186,7 +174,6 @@ class Outbox:
         self.max_age_ms = max_age_ms
         self._sync = sync
         self._db: sqlite3.Connection | None = None
-        self._recent = RecentRecords(RECENT_RECORDS)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._sinks: list[str] = []
         self.stats = OutboxStats()
@@ -361,9 +348,7 @@ class Outbox:
     ) -> None:
         """Stores records and the given node states, and deletes the state of the nodes in
         ``forget``, atomically (one fsync)."""
-        last = await self._run(self._write, lambda db: self._commit(db, records, nodes, forget))
-        first = last - len(records) + 1  # AUTOINCREMENT, one writer: the ids are contiguous
-        self._recent.add([_stored(i, r) for i, r in enumerate(records, first)])
+        await self._run(self._write, lambda db: self._commit(db, records, nodes, forget))
 
     @staticmethod
     def _commit(
@@ -371,8 +356,7 @@ class Outbox:
         records: Sequence[NewRecord],
         nodes: dict[int, NodeState],
         forget: Collection[int],
-    ) -> int:
-        """Returns the id of the last record stored."""
+    ) -> None:
         stored = Clock.now_ms()
         db.executemany(
             "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data, "
@@ -396,7 +380,6 @@ class Outbox:
                 for r in records
             ],
         )
-        last = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
         db.executemany(
             "INSERT OR REPLACE INTO nodes(node, boot, contiguous, above, control, offset_ms, "
             "downlink_seq, info, epoch, boot_messages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -418,7 +401,6 @@ class Outbox:
         )
         if forget:
             db.executemany("DELETE FROM nodes WHERE node = ?", [(to_i64(n),) for n in forget])
-        return last
 
     async def ack(self, sink: str, upto_id: int, state: Mapping[str, int] | None = None) -> None:
         """Records that ``sink`` has every record up to ``upto_id``; deletes what all sinks have.
@@ -426,20 +408,16 @@ class Outbox:
         ``state`` (the sink's own values as of that position) is stored in the
         same transaction, so the two never disagree after a crash.
         """
-        done = await self._run(self._write, lambda db: self._ack(db, sink, upto_id, state or {}))
-        self._recent.drop_upto(done)
+        await self._run(self._write, lambda db: self._ack(db, sink, upto_id, state or {}))
 
     @staticmethod
-    def _ack(db: sqlite3.Connection, sink: str, upto_id: int, state: Mapping[str, int]) -> int:
-        """Returns the position every sink has passed: records up to it are deleted."""
+    def _ack(db: sqlite3.Connection, sink: str, upto_id: int, state: Mapping[str, int]) -> None:
         db.execute("UPDATE sinks SET acked = max(acked, ?) WHERE name = ?", (upto_id, sink))
-        done = int(db.execute("SELECT min(acked) FROM sinks").fetchone()[0] or 0)
-        db.execute("DELETE FROM records WHERE id <= ?", (done,))
+        db.execute("DELETE FROM records WHERE id <= (SELECT min(acked) FROM sinks)")
         db.executemany(
             "INSERT OR REPLACE INTO sink_state(sink, key, value) VALUES (?, ?, ?)",
             [(sink, k, v) for k, v in state.items()],
         )
-        return done
 
     async def restamp(self, kernel_boot: str, correction_ms: int) -> int:
         """Moves records stamped by an unsynchronised clock (this boot) onto the synced one."""
@@ -456,8 +434,7 @@ class Outbox:
             )
             return int(cur.rowcount)
 
-        with self._recent.held():
-            return await self._run(self._write, fix)
+        return await self._run(self._write, fix)
 
     # ---- reads -------------------------------------------------------------------
 
@@ -476,9 +453,6 @@ class Outbox:
         return await self._run(get, self.db)
 
     async def fetch(self, after_id: int, limit: int) -> list[Record]:
-        recent = self._recent.after(after_id, limit)
-        if recent is not None:
-            return recent
         return await self._run(self._fetch, after_id, limit)
 
     def _fetch(self, after_id: int, limit: int) -> list[Record]:
@@ -509,8 +483,7 @@ class Outbox:
     async def enforce_limits(self, now_ms: int) -> tuple[dict[str, int], dict[str, int]]:
         """Applies max age, then the size cap. Returns records lost per sink (cap, age)."""
         try:
-            with self._recent.held():
-                return await self._run(self._write, lambda db: self._enforce(db, now_ms))
+            return await self._run(self._write, lambda db: self._enforce(db, now_ms))
         finally:
             await self._run(self._refresh_stats, self.db)
 

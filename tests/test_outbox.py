@@ -272,23 +272,3 @@ async def test_a_full_disk_refuses_new_records_and_keeps_stored_ones(tmp_path: P
         assert not ob.stats.disk_full
         assert [r.seq for r in await ob.fetch(0, 10)] == [stored + 1]
         await ob.close()
-
-
-async def test_what_was_just_committed_is_read_from_memory_as_sqlite_has_it(
-    tmp_path: Path,
-) -> None:
-    ob = outbox(tmp_path / "o.db")
-    await ob.open(["a"])
-    body = Event(1, 2, 3, 4)
-    first = [NewRecord(**{**{f: getattr(r, f) for f in r.__slots__}, "body": body})
-             for r in (rec(s) for s in range(1, 4))]  # fmt: skip
-    await ob.commit(first, {})
-    await ob.commit([rec(s) for s in range(4, 7)], {})
-    kept = await ob.fetch(2, 100)  # from memory: the decoded message comes with it
-    stored = await ob._run(ob._fetch, 2, 100)  # what SQLite holds
-    assert kept == stored and [r.seq for r in kept] == [3, 4, 5, 6]
-    assert kept[0].body == body and stored[0].body is None
-    await ob.ack("a", kept[1].id)  # deleted once every sink has it: not read from memory
-    assert [r.seq for r in await ob.fetch(0, 100)] == [5, 6]
-    assert await ob.fetch(kept[-1].id, 100) == []
-    await ob.close()

@@ -551,5 +551,5 @@ class ThingsBoardSink:
 
 
 def _info(r: Record) -> Info | None:
-    body = r.body if r.body is not None else decode(r.data).body
+    body = decode(r.data).body
     return body if isinstance(body, Info) else None

@@ -8,7 +8,9 @@ frontier, time offset) is written in the same transaction as the records, so
 a crash at any point leaves the two consistent.
 
 All database work runs on one worker thread with one connection, so the event
-loop never waits on an fsync and SQLite never sees two threads.
+loop never waits on an fsync and SQLite never sees two threads. Batches go in and out
+in a few statements each (``gateway.bulk``): per-row steps would make that thread wait
+for the GIL once per row while the event loop is busy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from gateway.bulk import insert_rows, select_rows
 from gateway.clock import Clock
 from gateway.errors import OutboxError, OutboxFullError
 from gateway.model import Record, RecordKind
@@ -358,9 +361,11 @@ class Outbox:
         forget: Collection[int],
     ) -> None:
         stored = Clock.now_ms()
-        db.executemany(
+        insert_rows(
+            db,
             "INSERT INTO records(kind, node, boot, seq, uptime, ts, unsynced, transport, data, "
-            "stored, epoch, rssi, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "stored, epoch, rssi, verdict) VALUES",
+            13,
             [
                 (
                     _KIND_CODES[r.kind],
@@ -380,9 +385,11 @@ class Outbox:
                 for r in records
             ],
         )
-        db.executemany(
+        insert_rows(
+            db,
             "INSERT OR REPLACE INTO nodes(node, boot, contiguous, above, control, offset_ms, "
-            "downlink_seq, info, epoch, boot_messages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "downlink_seq, info, epoch, boot_messages) VALUES",
+            10,
             [
                 (
                     to_i64(node),
@@ -414,8 +421,10 @@ class Outbox:
     def _ack(db: sqlite3.Connection, sink: str, upto_id: int, state: Mapping[str, int]) -> None:
         db.execute("UPDATE sinks SET acked = max(acked, ?) WHERE name = ?", (upto_id, sink))
         db.execute("DELETE FROM records WHERE id <= (SELECT min(acked) FROM sinks)")
-        db.executemany(
-            "INSERT OR REPLACE INTO sink_state(sink, key, value) VALUES (?, ?, ?)",
+        insert_rows(
+            db,
+            "INSERT OR REPLACE INTO sink_state(sink, key, value) VALUES",
+            3,
             [(sink, k, v) for k, v in state.items()],
         )
 
@@ -456,13 +465,15 @@ class Outbox:
         return await self._run(self._fetch, after_id, limit)
 
     def _fetch(self, after_id: int, limit: int) -> list[Record]:
-        rows = self.db.execute(
-            "SELECT id, kind, node, boot, seq, uptime, ts, unsynced IS NULL, transport, data, "
-            "epoch, rssi, verdict FROM records WHERE id > ? ORDER BY id LIMIT ?",
+        rows = select_rows(
+            self.db,
+            "id, kind, node, boot, seq, uptime, ts, unsynced IS NULL, transport, hex(data), "
+            "epoch, rssi, verdict",
+            "SELECT * FROM records WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
-        ).fetchall()
+        )
         return [
-            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes(d), e, r, v)
+            Record(i, _KINDS[k], _from_i64(n), b, s, u, ts, bool(sy), tr, bytes.fromhex(d), e, r, v)
             for i, k, n, b, s, u, ts, sy, tr, d, e, r, v in rows
         ]
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, Final, NewType
 
 from gateway.protocol import Advert, Message
+from gateway.protocol.value import value
 
 NodeId = NewType("NodeId", int)
 """A node's 64-bit id. Its text form (:func:`node_hex`) is 16 lowercase hex digits."""
@@ -47,7 +48,7 @@ Downlink = Callable[[bytes], Awaitable[None]]
 """Sends one encoded message to a node over the transport it came from."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Inbound:
     """A decoded message as a source hands it to the pipeline."""
 
@@ -60,7 +61,7 @@ class Inbound:
     rssi: int | None = None  # dBm of the node's last advertisement (BLE)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Record:
     """One outbox row: what every sink maps from (docs/topics.md)."""
 

@@ -32,6 +32,7 @@ from gateway.errors import OutboxError, OutboxFullError
 from gateway.model import Record, RecordKind
 from gateway.paths import unwritable_file
 from gateway.protocol import SequenceState
+from gateway.protocol.value import value
 
 log = logging.getLogger(__name__)
 BUSY_WAIT_S = 300.0  # how long a statement waits for another connection's write lock
@@ -136,7 +137,7 @@ class NodeState:
     offset_boot: int | None = field(default=None, compare=False)  # None: seq.boot_id
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NewRecord:
     kind: RecordKind
     node_id: int

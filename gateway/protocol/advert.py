@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import struct
-from dataclasses import dataclass
 from typing import Final
 
 from gateway.protocol.constants import (
@@ -25,6 +24,7 @@ from gateway.protocol.messages import (
     decode,
     encode,
 )
+from gateway.protocol.value import value
 
 _KEY: Final = struct.Struct("<BQII")
 _EVENT: Final = struct.Struct("<BH")
@@ -32,7 +32,7 @@ _HEARTBEAT: Final = struct.Struct("<Hb")
 TEMPERATURE_UNKNOWN_C: Final = -128
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Advert:
     kind: MsgType  # EVENT or HEARTBEAT
     node_id: int

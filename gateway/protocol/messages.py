@@ -12,7 +12,7 @@ import hmac
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final
 
 from gateway.protocol.constants import (
@@ -33,6 +33,7 @@ from gateway.protocol.constants import (
     MsgType,
 )
 from gateway.protocol.errors import ProtocolError, Reason
+from gateway.protocol.value import value
 
 _HEADER: Final = struct.Struct("<BBBQIII")
 _U8: Final = struct.Struct("<B")
@@ -46,7 +47,7 @@ _WINDOW_TAIL: Final = struct.Struct("<fb")
 TEMPERATURE_MIN_CDEG: Final = -27315  # absolute zero, in 0.01 degC
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Header:
     """Fields every message carries. ``seq`` is the EVENT sequence number."""
 
@@ -59,7 +60,7 @@ class Header:
     version: int = PROTOCOL_VERSION
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FeatureWindow:
     """An int8 tensor the node fed its model; real value = scale * (q - zero_point)."""
 
@@ -69,7 +70,7 @@ class FeatureWindow:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Event:
     model_id: int
     label: int
@@ -79,7 +80,7 @@ class Event:
     window: FeatureWindow | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Heartbeat:
     battery_mv: int
     temperature_cdeg: int
@@ -89,7 +90,7 @@ class Heartbeat:
     rx_errors: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Info:
     protocol_version: int
     capabilities: int
@@ -102,20 +103,20 @@ class Info:
     labels: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Log:
     level: int
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Command:
     request_id: int
     command: int
     args: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CommandAck:
     request_id: int
     command: int
@@ -123,7 +124,7 @@ class CommandAck:
     result: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Ack:
     boot_id: int
     seq: int
@@ -132,7 +133,7 @@ class Ack:
 Body = Event | Heartbeat | Info | Log | Command | CommandAck | Ack
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Message:
     header: Header
     body: Body

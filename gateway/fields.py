@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from gateway.model import ADVERT_TRANSPORT, Record, RecordKind, node_hex
 from gateway.protocol import Event, Heartbeat, Info, Log, LogLevel, decode, model_id
 from gateway.protocol.constants import SCORE_SCALE, TEMPERATURE_UNKNOWN, Capability
@@ -27,19 +29,17 @@ class NodeMeta:
     labels: tuple[str, ...] = ()
 
 
-def dumps(obj: Any) -> str:
-    """Compact JSON text; raises ValueError for NaN or infinity, which JSON has no form for.
+def dumps(obj: Any) -> bytes:
+    """Compact JSON, UTF-8: every payload a sink sends goes through here.
 
-    Every payload a sink sends goes through here, so a value that slipped past
-    the decoder's range rules fails one record's rendering instead of reaching
-    a consumer as ``NaN``.
+    orjson renders a record's payload in a tenth of the time the standard library takes
+    (0.5 against 4.8 µs, docs/decisions.md), and every record is rendered once per sink.
+    JSON has no form for NaN or infinity: orjson writes ``null`` for them, as JavaScript
+    does; the decoder's range rules keep them out of records in the first place. An
+    integer beyond 64 bits raises ``TypeError``, which fails that one record's rendering;
+    ``loads`` refuses such integers from peers, so none comes back in an answer.
     """
-    return _ENCODER.encode(obj)
-
-
-# one encoder for every payload: json.dumps with options builds a new one per call. The
-# payloads are trees built here, never circular, so the check for cycles is left out.
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
+    return orjson.dumps(obj)
 
 
 def _no_constant(name: str) -> Any:
@@ -47,12 +47,24 @@ def _no_constant(name: str) -> Any:
 
 
 def loads(text: str | bytes | bytearray) -> Any:
-    """JSON from a peer, refusing ``NaN`` and ``Infinity`` (json.loads takes them by default).
+    """JSON from a peer, refusing ``NaN`` and ``Infinity`` (json.loads takes them by
+    default) and integers that do not fit 64 bits.
 
     What a command carries (its ``id``) comes back in the answer, which
     :func:`dumps` must be able to render.
     """
-    return json.loads(text, parse_constant=_no_constant)
+    return json.loads(text, parse_constant=_no_constant, parse_int=_int64)
+
+
+def _int64(digits: str) -> int:
+    n = int(digits)
+    if not _INT_MIN <= n <= _INT_MAX:
+        raise ValueError(f"integer {digits[:24]} does not fit 64 bits")
+    return n
+
+
+_INT_MIN: Final = -(1 << 63)
+_INT_MAX: Final = (1 << 64) - 1  # the widest integers JSON renders (orjson: i64 and u64)
 
 
 def dedup_key(node_id: int, boot_id: int, seq: int, epoch: int = 0) -> str:

@@ -217,7 +217,9 @@ class Ingest:
                 dropped.add(at)
             else:
                 record = batch.records[at]
-                batch.records[at] = dataclasses.replace(record, verdict=dumps(verdict.fields()))
+                batch.records[at] = dataclasses.replace(
+                    record, verdict=dumps(verdict.fields()).decode()
+                )
         if dropped:
             batch.records = [r for i, r in enumerate(batch.records) if i not in dropped]
 

@@ -106,6 +106,11 @@ async def test_every_command_outcome(tmp_path: Path, mosquitto: Mosquitto, pty) 
             r = await _ask(client, sub, na, b"{not json")
             assert r["status"] == "bad_request" and r["id"] is None
 
+            # an id beyond 64 bits could not be rendered back in the answer: refused
+            # as bad JSON up front, not a task that dies before answering
+            r = await _ask(client, sub, na, '{"id": %d, "method": "ping"}' % (1 << 70))
+            assert r["status"] == "bad_request" and r["id"] is None
+
             r = await _ask(client, sub, na, json.dumps([1, 2]))
             assert r["status"] == "bad_request"
 
@@ -115,7 +120,7 @@ async def test_every_command_outcome(tmp_path: Path, mosquitto: Mosquitto, pty) 
             # the gateway kept working through all of it
             r = await _ask(client, sub, na, json.dumps({"id": 10, "method": "ping"}))
             assert r["ok"] is True
-            assert gw.health.counters["commands_bad_json"] == 1
+            assert gw.health.counters["commands_bad_json"] == 2
     finally:
         sim.cancel()
         await asyncio.gather(sim, return_exceptions=True)

@@ -66,14 +66,14 @@ class NodeRedSink:
         return f"{self._base}/status"
 
     def will(self) -> Will:
-        return Will(self.status_topic, dumps(self._health.offline_payload()).encode())
+        return Will(self.status_topic, dumps(self._health.offline_payload()))
 
     def topic(self, record: Record) -> str:
         return f"{self._base}/{record.node_id:016x}/{record.kind.value}"
 
     def payload(self, record: Record) -> bytes:
         fields = record_fields(record, self._gw, self._meta(record.node_id))
-        return dumps(fields).encode()
+        return dumps(fields)
 
     async def run(self) -> None:
         await self.delivery.start()
@@ -99,7 +99,7 @@ class NodeRedSink:
 
     async def _publish_health(self, conn: Connection) -> None:
         while True:
-            body = dumps(self._health.payload()).encode()
+            body = dumps(self._health.payload())
             await conn.publish(self.status_topic, body, retain=True)
             await asyncio.sleep(self._health_interval_s)
 
@@ -140,7 +140,7 @@ class NodeRedSink:
         result = await self._handle(node_text, raw)
         topic = f"{self._base}/{node_text}/cmd/ack"
         try:
-            await conn.publish(topic, dumps(result.as_json()).encode())
+            await conn.publish(topic, dumps(result.as_json()))
         except LINK_ERRORS as exc:
             log.info("mqtt: command answer for %s not sent: %s", node_text, exc)
 

@@ -134,17 +134,17 @@ class TelemetryPacker:
         self.max_bytes = max_bytes
         self.max_points = max_points
         self.per_publish = per_publish  # entries per publish; 1 when batching is off
-        self._devices: dict[str, list[str]] = {}
+        self._devices: dict[bytes, list[bytes]] = {}
         self._size = 2  # "{}"
         self.points = 0
         self.entries = 0
 
-    def cost(self, name_json: str, entry: str) -> int:
+    def cost(self, name_json: bytes, entry: bytes) -> int:
         if name_json in self._devices:
             return len(entry) + 1
         return len(name_json) + 3 + len(entry) + (1 if self._devices else 0)
 
-    def fits(self, name_json: str, entry: str, points: int) -> bool:
+    def fits(self, name_json: bytes, entry: bytes, points: int) -> bool:
         if not self.entries:
             return True  # one entry always goes; its size was checked on its own
         if self.per_publish is not None and self.entries >= self.per_publish:
@@ -153,18 +153,18 @@ class TelemetryPacker:
             return False
         return self._size + self.cost(name_json, entry) <= self.max_bytes
 
-    def add(self, name_json: str, entry: str, points: int) -> None:
+    def add(self, name_json: bytes, entry: bytes, points: int) -> None:
         self._size += self.cost(name_json, entry)
         self._devices.setdefault(name_json, []).append(entry)
         self.points += points
         self.entries += 1
 
-    def devices(self) -> Iterable[str]:
+    def devices(self) -> Iterable[bytes]:
         return self._devices.keys()
 
     def payload(self) -> bytes:
-        body = ",".join(f"{name}:[{','.join(es)}]" for name, es in self._devices.items())
-        return ("{" + body + "}").encode()
+        body = b",".join(name + b":[" + b",".join(es) + b"]" for name, es in self._devices.items())
+        return b"{" + body + b"}"
 
     def clear(self) -> None:
         self._devices.clear()
@@ -175,9 +175,9 @@ class TelemetryPacker:
         return self.entries > 0
 
 
-def entry(ts: int, values_json: str) -> str:
-    """One telemetry entry from values already rendered (``dumps``) as JSON text."""
-    return f'{{"ts":{ts},"values":{values_json}}}'
+def entry(ts: int, values_json: bytes) -> bytes:
+    """One telemetry entry from values already rendered (``dumps``) as JSON."""
+    return b'{"ts":%d,"values":%s}' % (ts, values_json)
 
 
 def record_is_telemetry(record: Record) -> bool:

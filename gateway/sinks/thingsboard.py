@@ -267,10 +267,10 @@ class ThingsBoardSink:
             online=(node.online if node else False) if online is None else online,
             info=node.info if node else None,
         )
-        connect = dumps({"device": name, "type": self._cfg.device_profile}).encode()
+        connect = dumps({"device": name, "type": self._cfg.device_profile})
         return [
             _Pub(CONNECT, connect, effects=[functools.partial(self._connected.add, name)]),
-            _Pub(ATTRIBUTES, dumps({name: attrs}).encode()),
+            _Pub(ATTRIBUTES, dumps({name: attrs})),
             *self._attribute_requests(name),
         ]
 
@@ -281,7 +281,7 @@ class ThingsBoardSink:
             rid = next(self._ids)
             body = {"id": rid, "device": name, "client": False, "key": key}
             awaited = functools.partial(self._requests.awaiting.__setitem__, rid, key)
-            out.append(_Pub(ATTRIBUTES_REQUEST, dumps(body).encode(), effects=[awaited]))
+            out.append(_Pub(ATTRIBUTES_REQUEST, dumps(body), effects=[awaited]))
         return out
 
     # ---- run -----------------------------------------------------------------------
@@ -319,7 +319,7 @@ class ThingsBoardSink:
         rid = str(next(self._ids))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._limits_answer = (rid, fut)
-        body = dumps({"method": "getSessionLimits", "params": {}}).encode()
+        body = dumps({"method": "getSessionLimits", "params": {}})
         await self._send(conn, _Pub(ME_RPC_REQUEST + rid, body))
         try:
             answer = await asyncio.wait_for(fut, self._cfg.session_limits_wait_s)
@@ -364,10 +364,10 @@ class ThingsBoardSink:
 
     async def _publish_health(self, conn: Connection) -> None:
         attrs = {"gateway": self._gw, "version": __version__, "started": self._health.started_ms}
-        await self._send(conn, _Pub(ME_ATTRIBUTES, dumps(attrs).encode()))
+        await self._send(conn, _Pub(ME_ATTRIBUTES, dumps(attrs)))
         while True:
             values = flatten(self._health.payload())
-            await self._send(conn, _Pub(ME_TELEMETRY, dumps(values).encode()))
+            await self._send(conn, _Pub(ME_TELEMETRY, dumps(values)))
             await asyncio.sleep(self._health_interval_s)
 
     # ---- delivery ------------------------------------------------------------------
@@ -452,7 +452,7 @@ class ThingsBoardSink:
             out.append(take(_Pub(None)))
         return out
 
-    def _values_json(self, r: Record) -> tuple[str, int]:
+    def _values_json(self, r: Record) -> tuple[bytes, int]:
         """The record's telemetry values as JSON text, and how many (0: nothing to send)."""
         values = telemetry_values(
             record_fields(r, self._gw, self._registry.meta(r.node_id)), self._fields
@@ -463,7 +463,7 @@ class ThingsBoardSink:
         self,
         r: Record,
         name: str,
-        values: tuple[str, int],
+        values: tuple[bytes, int],
         draft: _Draft,
         flush: Callable[[], None],
     ) -> None:
@@ -498,16 +498,16 @@ class ThingsBoardSink:
             attrs = node_attributes(
                 node=node_hex(r.node_id), gateway=self._gw, transport=r.transport, info=_info(r)
             )
-            return [_Pub(ATTRIBUTES, dumps({name: attrs}).encode())]
+            return [_Pub(ATTRIBUTES, dumps({name: attrs}))]
         status = json.loads(r.data)
         if status.get("online"):
-            online = _Pub(ATTRIBUTES, dumps({name: {"online": True}}).encode())
+            online = _Pub(ATTRIBUTES, dumps({name: {"online": True}}))
             return [online, *self._attribute_requests(name)]
         reason = str(status.get("reason", ""))
         gone = functools.partial(self._connected.discard, name)
         return [
-            _Pub(ATTRIBUTES, dumps({name: {"online": False, "offline_reason": reason}}).encode()),
-            _Pub(DISCONNECT, dumps({"device": name}).encode(), effects=[gone]),
+            _Pub(ATTRIBUTES, dumps({name: {"online": False, "offline_reason": reason}})),
+            _Pub(DISCONNECT, dumps({"device": name}), effects=[gone]),
         ]
 
     # ---- downlink ------------------------------------------------------------------
@@ -532,7 +532,7 @@ class ThingsBoardSink:
 
     async def _reply(self, conn: Connection, topic: str, body: Any) -> None:
         try:
-            await self._send(conn, _Pub(topic, dumps(body).encode()))
+            await self._send(conn, _Pub(topic, dumps(body)))
         except LINK_ERRORS as exc:
             log.info("thingsboard: answer on %s not sent: %s", topic, exc)
 

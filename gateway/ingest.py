@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -116,6 +116,16 @@ class Ingest:
     async def put(self, item: Inbound) -> None:
         """What sources call for every decoded message (waits while the queue is full)."""
         await self.queue.put(item)
+
+    async def put_all(self, items: Iterable[Inbound]) -> None:
+        """``put`` of each item in order; waits only while the queue is full (two
+        coroutine calls per message were a few per cent of the gateway's CPU)."""
+        queue = self.queue
+        for item in items:
+            if queue.full():
+                await queue.put(item)
+            else:
+                queue.put_nowait(item)
 
     async def forget(self, node_id: int) -> bool:
         """Clears a node's stored sequence, boot and clock state, in order with its

@@ -389,10 +389,14 @@ def window_problem(w: FeatureWindow) -> str | None:
 
 def sanitise(body: Body) -> tuple[Body, tuple[str, ...]]:
     """The body with ruled-out values replaced, and one note per replacement."""
-    match body:
-        case Event(window=FeatureWindow() as w) if (problem := window_problem(w)) is not None:
+    # type() tests, not a match statement: this runs for every message, twice
+    if type(body) is Event:
+        w = body.window
+        if w is not None and (problem := window_problem(w)) is not None:
             return dataclasses.replace(body, window=None), (f"window left out: {problem}",)
-        case Heartbeat(temperature_cdeg=t) if t < TEMPERATURE_MIN_CDEG and t != TEMPERATURE_UNKNOWN:
+    elif type(body) is Heartbeat:
+        t = body.temperature_cdeg
+        if t < TEMPERATURE_MIN_CDEG and t != TEMPERATURE_UNKNOWN:
             note = f"temperature {t / 100} degC is below absolute zero: reported as not measured"
             return dataclasses.replace(body, temperature_cdeg=TEMPERATURE_UNKNOWN), (note,)
     return body, ()

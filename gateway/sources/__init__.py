@@ -3,6 +3,7 @@ device that is missing, vanishes or sends garbage: it counts, logs once, and ret
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from gateway.model import Inbound
@@ -12,6 +13,9 @@ class IngestPort(Protocol):
     """What a source hands its messages to (the pipeline's ingest stage)."""
 
     async def put(self, item: Inbound) -> None: ...
+
+    async def put_all(self, items: Iterable[Inbound]) -> None:
+        """``put`` of each item, in order (what one read of a byte stream completed)."""
 
     def port_closed(self, port: str, reason: str | None = None) -> None: ...
 

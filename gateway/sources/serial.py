@@ -148,8 +148,7 @@ class SerialSource:
             stats.bytes_in += len(data)
             messages = decoder.feed(data)
             stats.frames += len(messages)
-            for msg in messages:
-                await ingest.put(Inbound(msg, "serial", path, arrival, link))
+            await ingest.put_all(Inbound(msg, "serial", path, arrival, link) for msg in messages)
             if decoder.frames_bad != seen.total():
                 now = Counter({r.value: n for r, n in decoder.errors.items()})
                 stats.bad.update(now - seen)

@@ -12,6 +12,7 @@ of this process and discard the ACKs coming back.
 
 Figures:
   throughput   events/s from the first to the last distinct event at the subscriber
+  cpu          gateway CPU time (user + system, all threads) per event during that run
   latency      frame written -> message received by the subscriber, p50/p99, at 1,000 events/s
   memory       gateway resident set size with 100 nodes
   start        process start (exec) -> READY=1 on the notify socket
@@ -206,6 +207,12 @@ def kb_as_mb(value: str) -> float:
     return int(value.split(maxsplit=1)[0]) / 1024  # "41234 kB"
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     fields = proc_status(pid)
     return kb_as_mb(fields["VmRSS"]), kb_as_mb(fields["VmHWM"])
@@ -271,6 +278,7 @@ def run(
     time.sleep(0.5)
     stop = threading.Event()
     io0 = proc_io_write_bytes(proc.pid)
+    cpu0 = cpu_s(proc.pid)
     threads = []
     for i, link in enumerate(links):
         nodes = [0xB000 + i * 1000 + n for n in range(nodes_per_port)]
@@ -294,6 +302,7 @@ def run(
         except Exception:
             peak = max(peak, rss_mb(proc.pid))
     io1 = proc_io_write_bytes(proc.pid)
+    cpu1 = cpu_s(proc.pid)
     rss_now, hwm = rss_mb(proc.pid)
     status = last_status(broker.port) if "health" in sections else None
     worker_pid = ((status or {}).get("verify") or {}).get("worker_pid")
@@ -316,6 +325,7 @@ def run(
         "rss_peak_mb": hwm,
         "ready_s": ready_s,
         "disk_bytes_per_1000": (io1 - io0) / result["count"] * 1000,
+        "cpu_us_per_event": (cpu1 - cpu0) / result["count"] * 1e6,
         "status": status,
         "worker_rss_mb": worker_rss,
     }
@@ -367,6 +377,7 @@ def main() -> None:
         f"throughput  {r['events_per_s']:9,.0f} events/s end to end ({r['events']}/{r['expected']} distinct, "
         f"{args.ports} ptys x 4 nodes, frames of {frame} B)"
     )
+    print(f"cpu         {r['cpu_us_per_event']:9,.1f} µs of gateway CPU per event (all its threads)")
     print(
         f"            ceiling of a real 115,200-baud port: {UART_115200_BYTES_S / frame:,.0f} such events/s per port"
     )

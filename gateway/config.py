@@ -192,8 +192,9 @@ class BrokerSection(_Strict):
     """Default: tinyml-gateway-<gateway.id> for Node-RED's broker, with "-thingsboard" added
     for ThingsBoard's."""
     tls: TlsSection | None = None
-    max_inflight: Annotated[StrictInt, Field(ge=1, le=65535)] = 100
-    """Publishes awaiting PUBACK at once."""
+    max_inflight: Annotated[StrictInt, Field(ge=1, le=65535)] = 1000
+    """Publishes awaiting PUBACK at once: a window of n carries at most n per round trip
+    through the broker (docs/decisions.md); the broker's Receive Maximum caps it."""
     reconnect_max_s: Annotated[StrictFloat, Field(gt=0, le=3600)] = 60.0
 
 

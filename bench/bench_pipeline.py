@@ -377,7 +377,9 @@ def main() -> None:
         f"throughput  {r['events_per_s']:9,.0f} events/s end to end ({r['events']}/{r['expected']} distinct, "
         f"{args.ports} ptys x 4 nodes, frames of {frame} B)"
     )
-    print(f"cpu         {r['cpu_us_per_event']:9,.1f} µs of gateway CPU per event (all its threads)")
+    print(
+        f"cpu         {r['cpu_us_per_event']:9,.1f} µs of gateway CPU per event (all its threads)"
+    )
     print(
         f"            ceiling of a real 115,200-baud port: {UART_115200_BYTES_S / frame:,.0f} such events/s per port"
     )

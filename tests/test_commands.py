@@ -108,7 +108,7 @@ async def test_every_command_outcome(tmp_path: Path, mosquitto: Mosquitto, pty) 
 
             # an id beyond 64 bits could not be rendered back in the answer: refused
             # as bad JSON up front, not a task that dies before answering
-            r = await _ask(client, sub, na, '{"id": %d, "method": "ping"}' % (1 << 70))
+            r = await _ask(client, sub, na, f'{{"id": {1 << 70}, "method": "ping"}}')
             assert r["status"] == "bad_request" and r["id"] is None
 
             r = await _ask(client, sub, na, json.dumps([1, 2]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
@@ -54,9 +55,5 @@ def select_rows(
     sql = f"SELECT json_group_array(json_array({columns})) FROM ({query})"  # noqa: S608
     (text,) = db.execute(sql, params).fetchone()
     rows: list[list[Any]] = json.loads(text)
-    rows.sort(key=_first)
+    rows.sort(key=operator.itemgetter(0))
     return rows
-
-
-def _first(row: list[Any]) -> Any:
-    return row[0]

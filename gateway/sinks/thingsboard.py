@@ -453,7 +453,7 @@ class ThingsBoardSink:
         return out
 
     def _values_json(self, r: Record) -> tuple[bytes, int]:
-        """The record's telemetry values as JSON text, and how many (0: nothing to send)."""
+        """The record's telemetry values as JSON, and how many (0: nothing to send)."""
         values = telemetry_values(
             record_fields(r, self._gw, self._registry.meta(r.node_id)), self._fields
         )

@@ -343,6 +343,11 @@ class Ingest:
             return
         seq = node.state.seq
         arrival = seq.classify(h.boot_id, h.seq)
+        if arrival == Arrival.AHEAD:
+            if item.downlink is not None:
+                self._ahead(node, h.seq)
+                return
+            arrival = Arrival.NEW  # a node that never resends: given up below at once
         if arrival == Arrival.DUPLICATE:
             self.c["duplicates"] += 1
             return
@@ -365,15 +370,29 @@ class Ingest:
             # heard (an advert missed by the scanner), and waiting for it would only
             # grow the set of seqs above the gap
             self.c["events_lost_unheard"] += seq.give_up_below(h.seq)
-        lost = seq.record(h.boot_id, h.seq)
+        seq.record(h.boot_id, h.seq)
         self.c["events"] += 1
-        if lost:
-            self.c["events_lost_gap_given_up"] += lost
+
+    def _ahead(self, node: LiveNode, seq: int) -> None:
+        """An EVENT too far above an open gap: the node keeps it and resends it."""
+        self._bad_input(
+            "events_deferred_gap",
+            f"ahead:{node.node_id}",
+            "node %s: EVENT %d waits on the node: a gap at seq %d is open with %d events "
+            "held above it; nothing past the gap is acknowledged until the node resends "
+            "the missing events or its retx_floor says it no longer holds them",
+            node_hex(node.node_id),
+            seq,
+            node.state.seq.contiguous + 1,
+            len(node.state.seq.above),
+        )
 
     def _control(self, batch: _Batch, node: LiveNode, item: Inbound, unsynced: str | None) -> None:
         msg = item.message
         h = msg.header
-        arrival = node.state.seq.accept_control(h.boot_id, h.type, h.uptime_ms)
+        arrival = node.state.seq.accept_control(
+            h.boot_id, h.type, h.uptime_ms, authenticated=node.key is not None
+        )
         if arrival != Arrival.NEW:
             self.c[f"rejected_{arrival.value}"] += 1
             return

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.model import node_hex
 from gateway.operator import request_forget
-from gateway.protocol import Heartbeat, encode_frame
+from gateway.protocol import Heartbeat, Log, LogLevel, encode, encode_frame
 from gateway.sim.link import NodeRunner
 from gateway.sim.node import SimulatedNode
 from tests.peers import Collector, Mosquitto, gateway_config, running
@@ -130,6 +130,75 @@ async def test_one_frame_far_ahead_in_uptime_leaves_the_node_clock_alone(
         e = m.json()
         # every event, the lying one included, is stamped within the run
         assert started - 2000 <= e["ts"] <= ended + 2000, e
+
+
+def _spoofs(node: SimulatedNode) -> bytes:
+    """A HEARTBEAT, an INFO and a LOG that claim ``node``, each with an uptime of 10^9 ms
+    (11.6 days): valid frames, as anyone on the line can send for an unkeyed node."""
+    far = 10**9
+    log_ = encode(
+        Log(int(LogLevel.INFO), "spoof"),
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.seq,
+        uptime_ms=far,
+    )
+    return b"".join(encode_frame(raw) for raw in (node.heartbeat(far), node.info(far), log_))
+
+
+def _uptimes(sub: Collector, node: int, kind: str) -> list[int]:
+    return [m.json()["uptime_ms"] for m in sub.where(f"{node_hex(node)}/{kind}")]
+
+
+async def test_one_spoofed_heartbeat_does_not_silence_the_nodes_real_ones(
+    tmp_path: Path, mosquitto: Mosquitto, pty
+) -> None:
+    """After one HEARTBEAT, INFO and LOG claiming the node with a far-ahead uptime, the
+    node's honest heartbeats, INFO and LOG still go through, and after a restart too."""
+    link = pty()
+    liar = SimulatedNode(LIAR, heartbeat_period_s=1)
+    sub = Collector(mosquitto, "tinyml/gw/#")
+    await sub.start()
+    cfg = gateway_config(tmp_path, mosquitto, [link.path])
+    booted = time.monotonic()
+
+    def runner_to(count: int) -> NodeRunner:  # one node boot across the runners
+        ago = time.monotonic() - booted
+        return NodeRunner(link, [liar], rate_hz=10, count=count, booted_s_ago=ago)
+
+    async with running(cfg):
+        runner = runner_to(10)
+        await asyncio.wait_for(runner.run(until_acked=True), 60)
+        link.write(_spoofs(liar))
+        await sub.wait_for(lambda: 10**9 in _uptimes(sub, LIAR, "heartbeat"))
+        runner = runner_to(30)
+        await asyncio.wait_for(runner.run(until_acked=True), 60)
+        await sub.wait_for(lambda: len(_uptimes(sub, LIAR, "info")) >= 3)
+    before_restart = len(_uptimes(sub, LIAR, "heartbeat"))
+    async with running(cfg):
+        runner = runner_to(50)
+        await asyncio.wait_for(runner.run(until_acked=True), 60)
+        up = runner.uptime_ms(liar)
+        link.write(
+            encode_frame(
+                encode(
+                    Log(int(LogLevel.INFO), "honest"),
+                    node_id=LIAR,
+                    boot_id=liar.boot_id,
+                    seq=liar.seq,
+                    uptime_ms=up,
+                )
+            )
+        )
+        await sub.wait_for(lambda: len(_uptimes(sub, LIAR, "info")) >= 4)
+        await sub.wait_for(lambda: len(_uptimes(sub, LIAR, "log")) >= 2)
+    await sub.stop()
+    beats = _uptimes(sub, LIAR, "heartbeat")
+    spoof = beats.index(10**9)
+    assert len(beats[spoof + 1 : before_restart]) >= 1  # honest ones after the spoof
+    assert len(beats) > before_restart  # and after the restart
+    assert all(u < 10**9 for u in beats[spoof + 1 :])
+    assert _seqs(sub, LIAR) == list(range(1, 51))
 
 
 async def test_a_flood_of_node_ids_does_not_lock_out_a_new_node(

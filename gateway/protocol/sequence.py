@@ -5,10 +5,21 @@ numbered 1, 2, ... within a boot; ``contiguous`` is the highest seq such that
 every EVENT up to it is stored (or was declared unrecoverable by the node's
 ``retx_floor``). That value is what the gateway acknowledges: the node frees
 its retransmit ring up to it, so it must never cover an event not stored.
+
+The rule for every value here that makes the gateway refuse a later message
+(``boot_id``, ``contiguous`` and the seqs held above it, the control uptimes):
+it moves only on evidence a forger cannot produce alone, so that one frame can
+never shut out the honest frames after it. That evidence is an authenticated
+message, or two messages that agree (a boot confirmed by two uptimes, a
+retx_floor confirmed by the next heartbeat); a node without a key gets
+duplicate suppression of exact repeats only, and no ordering rule at all.
+Memory is bounded by refusing what lies too far ahead (the node keeps it and
+resends it), never by giving up a gap the node may still fill.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
@@ -16,9 +27,16 @@ from typing import Final
 # Messages with distinct uptimes that confirm a boot: a boot id seen in fewer is not
 # adopted (one bogus frame must not lock a node's real boot out).
 CONFIRMATIONS: Final = 2
-# Stored EVENTs above an open gap that are remembered individually. A gap
-# that stays open this long is given up (and counted): no node ring is larger.
-MAX_ABOVE: Final = 4096
+# How far above an open gap EVENTs are stored: one more than WINDOW above the
+# acknowledged seq, once WINDOW are already held above the gap, is refused
+# (``Arrival.AHEAD``: neither stored nor acknowledged, so the node keeps it in its
+# ring and resends it once the gap is filled). The set of seqs held above a gap
+# therefore never exceeds 2 x WINDOW, and a gap is never given up for its size:
+# only the node's own confirmed retx_floor gives it up.
+WINDOW: Final = 4096
+# Uptimes of an unkeyed node's recent control messages remembered per type, to
+# drop exact repeats (a frame a link delivered twice).
+RECENT_REPEATS: Final = 8
 _HALF: Final = 1 << 31
 
 
@@ -28,6 +46,7 @@ class Arrival(StrEnum):
     NEW = "new"
     DUPLICATE = "duplicate"  # seen before: drop, but acknowledge again
     STALE = "stale"  # from an earlier boot than the node's current one
+    AHEAD = "ahead"  # too far above an open gap to hold: the node keeps it and resends it
 
 
 def newer_u32(a: int, b: int) -> bool:
@@ -40,8 +59,11 @@ class SequenceState:
     boot_id: int = 0
     contiguous: int = 0
     above: set[int] = field(default_factory=set)
-    # last accepted uptime of each non-EVENT message type, for replay checks
+    # last accepted uptime of each non-EVENT message type of a keyed node (replay check)
     control_uptime: dict[int, int] = field(default_factory=dict)
+    # the last uptimes of each control type of an unkeyed node: exact repeats are dropped;
+    # not stored (a repeat across a restart is kept once more, which is harmless)
+    recent: dict[int, deque[int]] = field(default_factory=dict)
     # the retx_floor of the node's last heartbeat this boot; not stored, so after a
     # restart the first heartbeat only sets it (see skip_below)
     last_floor: int | None = None
@@ -59,21 +81,20 @@ class SequenceState:
             return Arrival.NEW
         if seq <= self.contiguous or seq in self.above:
             return Arrival.DUPLICATE
+        if seq - self.contiguous > WINDOW and len(self.above) >= WINDOW:
+            return Arrival.AHEAD
         return Arrival.NEW
 
-    def record(self, boot_id: int, seq: int) -> int:
-        """Marks one EVENT stored. Returns how many events a forced skip gave up."""
+    def record(self, boot_id: int, seq: int) -> None:
+        """Marks one EVENT stored (one that ``classify`` called NEW)."""
         if boot_id < self.boot_id:
-            return 0
+            return
         if boot_id > self.boot_id:
             self._new_boot(boot_id)
         if seq <= self.contiguous:
-            return 0
+            return
         self.above.add(seq)
         self._advance()
-        if len(self.above) > MAX_ABOVE:
-            return self._skip_to(min(self.above) - 1)
-        return 0
 
     def give_up_below(self, seq: int) -> int:
         """Stops waiting for EVENTs below ``seq``; returns how many that gives up."""
@@ -102,12 +123,27 @@ class SequenceState:
             return 0
         return self._skip_to(min(previous, floor) - 1)
 
-    def accept_control(self, boot_id: int, msg_type: int, uptime_ms: int) -> Arrival:
-        """Replay check for non-EVENT messages: their uptime must move forward."""
+    def accept_control(
+        self, boot_id: int, msg_type: int, uptime_ms: int, *, authenticated: bool
+    ) -> Arrival:
+        """Replay check for non-EVENT messages.
+
+        An authenticated message's uptime must move forward within its type: only the
+        node can sign one, so the last accepted uptime is the node's own. An unkeyed
+        node's message is refused only as an exact repeat of one of the last
+        ``RECENT_REPEATS`` of its type: anyone can send its frames, so an ordering rule
+        would let one frame with a far-ahead uptime silence every honest one after it.
+        """
         if boot_id < self.boot_id:
             return Arrival.STALE
         if boot_id > self.boot_id:
             self._new_boot(boot_id)
+        if not authenticated:
+            recent = self.recent.setdefault(msg_type, deque(maxlen=RECENT_REPEATS))
+            if uptime_ms in recent:
+                return Arrival.DUPLICATE
+            recent.append(uptime_ms)
+            return Arrival.NEW
         last = self.control_uptime.get(msg_type)
         if last is not None and not newer_u32(uptime_ms, last):
             return Arrival.DUPLICATE
@@ -135,6 +171,7 @@ class SequenceState:
         self.contiguous = 0
         self.above.clear()
         self.control_uptime.clear()
+        self.recent.clear()
         self.last_floor = None
 
     def _skip_to(self, target: int) -> int:

@@ -209,7 +209,7 @@ class Outbox:
                     )
                 self.stats.disk_full = True
                 raise OutboxFullError(str(exc)) from None
-            raise
+            raise self._failed(exc) from None
         except sqlite3.DatabaseError as exc:
             raise OutboxError(f"outbox {self.path} failed: {exc}") from None
         if self.stats.disk_full:
@@ -260,9 +260,22 @@ class Outbox:
             ) from None
         return nodes
 
+    def _failed(self, exc: sqlite3.OperationalError) -> OutboxError:
+        """A write that failed for another reason than a full disk, named for the user:
+        a filesystem turned read-only, a permission, or an I/O error of the device."""
+        access = self._cannot_write(exc)
+        if access is not None:
+            return access
+        name = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+        return OutboxError(
+            f"outbox {self.path} cannot be written: the disk reported an error ({exc}, "
+            f"{name}); see `dmesg` for the device's errors and check the filesystem (fsck). "
+            "Nothing stored is lost: the nodes resend what was not acknowledged"
+        )
+
     def _cannot_write(self, exc: Exception) -> OutboxError | None:
         """A read-only or permission problem, told apart from a damaged file."""
-        problem = unwritable_file(self.path, "gateway.data_dir (or outbox.path)")
+        problem = unwritable_file(self.path, "gateway.data_dir (or outbox.path)", probe=True)
         name = getattr(exc, "sqlite_errorname", "")
         if problem is None and not name.startswith(_ACCESS_ERRORS):
             return None

@@ -8,6 +8,7 @@ aside, would be wrong for a healthy one).
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 from pathlib import Path
@@ -49,12 +50,43 @@ def unwritable(path: Path, what: str) -> tuple[str, str] | None:
     return _refused(path, target, what, created)
 
 
-def unwritable_file(path: Path, what: str) -> tuple[str, str] | None:
-    """The same for a file the gateway writes in place (the outbox and its WAL)."""
+def turned_read_only(folder: Path) -> tuple[str, str] | None:
+    """(problem, fix) when writes in ``folder`` fail with EROFS although its filesystem
+    is mounted read-write: the kernel turned it read-only after an I/O error (ext4's
+    ``errors=remount-ro``, Raspberry Pi OS's default); statvfs, access() and /proc/mounts
+    still say rw. Found by creating (and removing) a file: nothing else tells."""
+    probe = folder / f".tinyml-gateway-probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            return None
+        return (
+            f"the filesystem under {folder} has turned read-only after an error (the kernel "
+            "does this on an I/O error of the card or disk, and /proc/mounts may still say rw)",
+            "see `dmesg` for the device's errors, check the filesystem (fsck, or reboot: "
+            "Raspberry Pi OS checks it at boot) and mount it read-write again; replace a "
+            "failing SD card. Nothing stored is lost: the nodes resend what was not "
+            "acknowledged",
+        )
+    os.unlink(probe)
+    return None
+
+
+def unwritable_file(path: Path, what: str, *, probe: bool = False) -> tuple[str, str] | None:
+    """The same for a file the gateway writes in place (the outbox and its WAL).
+
+    ``probe``: when nothing else finds a problem, also try a write in its folder (for a
+    write that has already failed: a filesystem turned read-only by an error looks
+    writable to every other check). A configuration check never probes: a failed disk is
+    not a configuration problem.
+    """
     problem = unwritable(path.parent, what)
-    if problem is not None or not path.exists() or os.access(path, os.W_OK):
+    if problem is not None:
         return problem
-    return _refused(path, path, what)
+    if path.exists() and not os.access(path, os.W_OK):
+        return _refused(path, path, what)
+    return turned_read_only(path.parent) if probe and path.parent.is_dir() else None
 
 
 def _refused(path: Path, target: Path, what: str, created: str = "") -> tuple[str, str]:

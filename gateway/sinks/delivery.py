@@ -13,10 +13,13 @@ import logging
 from collections.abc import Mapping
 
 from gateway.errors import OutboxError
+from gateway.logs import RateLimitedLog
 from gateway.model import Record
 from gateway.outbox import Outbox
 
 log = logging.getLogger(__name__)
+# while the disk is full every flush fails: one line, then one a quarter hour with a count
+_failures = RateLimitedLog(log, 900)
 
 
 class Delivery:
@@ -34,6 +37,7 @@ class Delivery:
         # the sink's own values as of ``confirmed`` (e.g. last ts per device), stored with it
         self.state: dict[str, int] = {}
         self._dirty: dict[str, int] = {}
+        self._failing = False  # the last flush failed (a full or failing disk)
 
     async def start(self) -> None:
         self.confirmed = self._persisted = await self._outbox.cursor(self.name)
@@ -72,7 +76,18 @@ class Delivery:
         try:
             await self._outbox.ack(self.name, upto, dirty)
         except OutboxError as exc:
-            log.warning("%s: could not record delivery up to %d: %s", self.name, upto, exc)
+            self._failing = True
+            _failures.warning(
+                self.name,
+                "%s: could not record delivery up to %d: %s (after a restart the sink may "
+                "send again what it sent since)",
+                self.name,
+                upto,
+                exc,
+            )
             self._dirty = {**dirty, **self._dirty}
             return
+        if self._failing:
+            self._failing = False
+            log.info("%s: delivery is recorded again (up to %d)", self.name, upto)
         self._persisted = upto

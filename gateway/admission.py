@@ -25,7 +25,7 @@ class Admission:
         """The message's node, or None when the message is refused (counted and logged)."""
         msg = item.message
         h = msg.header
-        node = self._registry.admit(h.node_id)
+        node = self._registry.admit(h.node_id, item.port)
         if node is None:
             self._bad(
                 "rejected_unknown_node",

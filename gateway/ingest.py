@@ -259,9 +259,11 @@ class Ingest:
         task.add_done_callback(self._asks.discard)
 
     def _touch(self, batch: _Batch, node: LiveNode) -> None:
-        if node.node_id not in batch.touched:
-            batch.touched[node.node_id] = node
+        if node.node_id not in batch.snapshots:
             batch.snapshots[node.node_id] = (copy.deepcopy(node.state), node.online)
+        # a node forgotten and admitted again within the batch is a new object: its
+        # state is the one to commit
+        batch.touched[node.node_id] = node
 
     def _forget(self, batch: _Batch, request: Forget) -> None:
         node = self._registry.get(request.node_id)
@@ -313,6 +315,9 @@ class Ingest:
 
     def _handle(self, batch: _Batch, item: Inbound, now: float, unsynced: str | None) -> None:
         node = self._admission.admit(item)
+        for gone in self._registry.take_evicted():  # made room for a new node
+            reason = "forgotten: [nodes] max_nodes reached"
+            batch.records.append(self._status_record(gone, False, reason, unsynced))
         if node is None:
             return
         self._touch(batch, node)

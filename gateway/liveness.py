@@ -8,15 +8,12 @@ status record, written in order with the node's other records.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.model import node_hex
 from gateway.nodes import LiveNode, NodeRegistry
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +36,10 @@ class Liveness:
         if node.online:
             node.online = False
             node.downlink = None
-            log.info("node %s offline: %s", node_hex(node.node_id), reason)
+            # a flood of made-up ids times out at once: rate-limited like "new node"
+            self._registry.news.info(
+                "offline", "node %s offline: %s", node_hex(node.node_id), reason
+            )
             change = StatusChange(node.node_id, False, reason)
             try:
                 self._queue.put_nowait(change)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -64,9 +65,16 @@ class LiveNode:
 
 
 class NodeRegistry:
-    """Known nodes, at most ``max_nodes``. At the cap, a new node takes the place of the
-    unconfigured node heard longest ago among those offline; configured nodes are never
-    forgotten. ``forgotten`` holds ids whose stored state the next commit deletes."""
+    """Known nodes, at most ``max_nodes``; configured nodes are never forgotten.
+
+    At the cap a new node always gets in (unless every known node is configured), in
+    the place of an unconfigured node: first one whose boot is not confirmed (a made-up
+    id sends one frame), then one of the source (port or adapter) that holds the most of
+    them, so that a flood on one source never pushes out the nodes of another; there,
+    offline before online, and the one heard longest ago.
+    ``forgotten`` holds ids whose stored state the next commit deletes; ``evicted`` the
+    nodes forgotten online, whose offline status the pipeline writes.
+    """
 
     def __init__(
         self, cfg: NodesSection, stored: dict[int, NodeState], news: RateLimitedLog
@@ -74,8 +82,9 @@ class NodeRegistry:
         self._cfg = cfg
         self._configured = {int(k, 16): v for k, v in cfg.nodes.items()}
         self._nodes: dict[int, LiveNode] = {}
-        self._news = news
+        self.news = news
         self.forgotten: set[int] = set()
+        self.evicted: list[LiveNode] = []
         for node_id, state in stored.items():
             state.downlink_seq = downlink.after_restart(state.downlink_seq)
             self._add(node_id, state)
@@ -97,37 +106,54 @@ class NodeRegistry:
         self._nodes[node_id] = node
         return node
 
-    def admit(self, node_id: int) -> LiveNode | None:
+    def admit(self, node_id: int, port: str) -> LiveNode | None:
         """The node, or None when policy refuses it (unknown and rejected, or the cap
-        reached with every unconfigured node online)."""
+        reached with every known node configured). ``port``: where it was heard."""
         node = self._nodes.get(node_id)
         if node is not None:
             return node
         if self._cfg.unknown == "reject":
             return None
-        if len(self._nodes) >= self._cfg.max_nodes and not self._make_room(node_id):
+        if len(self._nodes) >= self._cfg.max_nodes and not self._make_room(node_id, port):
             return None
-        self._news.info("new-node", "new node %s", node_hex(node_id))
+        self.news.info("new-node", "new node %s on %s", node_hex(node_id), port)
         self.forgotten.discard(node_id)
         return self._add(node_id, NodeState())
 
-    def _make_room(self, for_id: int) -> bool:
-        silent = [n for n in self._nodes.values() if not n.online and n.config is None]
-        if not silent:
+    def _make_room(self, for_id: int, port: str) -> bool:
+        candidates = [n for n in self._nodes.values() if n.config is None]
+        if not candidates:
             return False
-        victim = min(silent, key=lambda n: n.last_seen)
+        crowd = Counter(n.port for n in candidates)
+
+        def order(n: LiveNode) -> tuple[bool, int, bool, bool, float]:
+            # unconfirmed boot first (a made-up id sends one frame), then the most
+            # crowded source (the newcomer's own on a tie), offline, heard longest ago
+            return n.state.seq.confirmed, -crowd[n.port], n.port != port, n.online, n.last_seen
+
+        victim = min(candidates, key=order)
         del self._nodes[victim.node_id]
         self.forgotten.add(victim.node_id)
-        self._news.warning(
+        if victim.online:
+            self.evicted.append(victim)
+        self.news.warning(
             "node-cap",
-            "[nodes] max_nodes (%d) reached: forgot unconfigured node %s, offline and heard "
-            "longest ago, to admit %s (raise max_nodes, or list your nodes and set "
-            'unknown = "reject")',
+            "[nodes] max_nodes (%d) reached: forgot unconfigured node %s (%s) on %s to "
+            'admit %s (raise max_nodes, or list your nodes and set unknown = "reject")',
             self._cfg.max_nodes,
             node_hex(victim.node_id),
+            "boot not confirmed"
+            if not victim.state.seq.confirmed
+            else ("offline" if not victim.online else "heard longest ago"),
+            victim.port or "no port since the start",
             node_hex(for_id),
         )
         return True
+
+    def take_evicted(self) -> list[LiveNode]:
+        """The nodes forgotten while online since the last call (taken once)."""
+        out, self.evicted = self.evicted, []
+        return out
 
     def get(self, node_id: int) -> LiveNode | None:
         return self._nodes.get(node_id)

@@ -445,11 +445,24 @@ class VerifySection(_Strict):
     given up (the events go on unverified, counted)."""
     queue_size: Annotated[StrictInt, Field(ge=1, le=10_000)] = 256
     """Windows handed to the worker per batch at most; the rest go on unverified."""
-    tolerance_lsb: Annotated[StrictInt, Field(ge=0, le=255)] = 12
-    """Output steps within which two labels' scores are a tie (runtimes differ there)."""
+    tolerance_steps: Annotated[StrictInt, Field(ge=0, le=255)] = 2
+    """Logit steps below the gateway's top label within which the node's label cannot be
+    told apart from it (no alert): two runtimes whose requantisation rounds one step
+    apart differ by at most two steps between two labels (docs/verification.md)."""
     models: list[VerifyModelSection] = []
     groups: dict[str, VerifyPolicy] = {}
     """A policy per node group ([nodes."<id>"] group), over the model's own."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_tolerance(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tolerance_lsb" in data:
+            raise ValueError(
+                "tolerance_lsb (steps of the softmax output) is replaced by tolerance_steps, "
+                "counted in steps of the logits: remove tolerance_lsb (the default "
+                "tolerance_steps = 2 fits the reference kernels), docs/verification.md"
+            )
+        return data
 
     @model_validator(mode="after")
     def _models(self) -> Self:

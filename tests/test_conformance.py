@@ -6,6 +6,7 @@ paho client and shares paho's ``on_publish`` callback with aiomqtt.
 gateway/sinks/mqtt5_wire.py (the ``protocol = "5"`` path) frames the byte stream for the
 mqtt5 codec, relying on how its ``read`` says "not enough bytes" and "malformed", and on
 what a CONNACK without properties means.
+gateway/verify/runtime.py finds a model's logits through both runtimes' op list.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import aiomqtt
 import mqtt5
@@ -24,6 +29,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.sinks.mqtt import MqttLink, MqttSession, client_log
 from tests.peers import Mosquitto
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_mqtt5_read_tells_a_short_buffer_from_a_malformed_one() -> None:
@@ -124,3 +131,38 @@ async def test_a_late_suback_of_a_cancelled_subscribe_logs_no_traceback(
     seen = [r for r in caplog.records if r.name == "mqtt" and r.levelno >= logging.WARNING]
     assert seen == [], [r.getMessage() for r in seen]
     assert client_log is client._logger
+
+
+_OPS_CHECK = (
+    "import json, sys\n"
+    "from {module}.interpreter import Interpreter\n"
+    "i = Interpreter(model_path=sys.argv[1])\n"
+    "i.allocate_tensors()\n"
+    "ops = i._get_ops_details()\n"
+    "print(json.dumps([[o['op_name'], [int(t) for t in o['inputs']],"
+    " [int(t) for t in o['outputs']]] for o in ops]))\n"
+)
+
+
+@pytest.mark.parametrize("runtime", ["ai-edge-litert", "tflite-runtime"])
+def test_both_runtimes_list_ops_with_their_tensors(runtime: str) -> None:
+    """The verdict reads the logits the model's final SOFTMAX takes; it finds them
+    through ``Interpreter._get_ops_details``, a private method of both runtimes."""
+    from gateway.verify.specs import RUNTIMES
+    from tests.verify_hard import MODEL
+
+    python = Path(sys.executable)
+    if runtime == "tflite-runtime":
+        if sys.version_info >= (3, 12):
+            pytest.skip("tflite-runtime has wheels up to Python 3.11 only: not testable here")
+        python = ROOT / ".venv-tflite" / "bin" / "python"
+    code = _OPS_CHECK.format(module=RUNTIMES[runtime])
+    done = subprocess.run(
+        [str(python), "-c", code, str(MODEL)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    ops = json.loads(done.stdout.strip().splitlines()[-1])
+    # the op that makes the output (with the default kernels a DELEGATE node stands for
+    # the layers XNNPACK took, and it need not come first or last)
+    assert [op for op in ops if 16 in op[2]] == [["SOFTMAX", [15], [16]]]
+    assert any(15 in op[2] for op in ops if op[0] != "SOFTMAX")

@@ -426,6 +426,7 @@ def test_an_unknown_policy_or_kernels_value_is_refused(tmp_path: Path) -> None:
         ({"models": [model(delegate="edgetpu")]}, "verify.models.0"),
         ({"models": []}, "verify"),
         ({"groups": {"hall": "maybe"}}, "verify.groups.hall"),
+        ({"tolerance_lsb": 12}, "verify"),
     ):
         with pytest.raises(ConfigError) as info:
             parse_config(config_data(tmp_path, None, [], verify=verify_section(**over)))
@@ -466,3 +467,27 @@ def test_every_verdict_field_is_a_thingsboard_telemetry_field() -> None:
     keys = set(Verdict(True, label=1, label_name="x", score=0.5, agreement=True).fields())
     keys |= set(unverified(Unverified.BUSY).fields())
     assert keys <= set(get_args(TelemetryField))
+
+
+def test_the_old_output_step_tolerance_is_refused_with_its_replacement(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config_data(tmp_path, None, [], verify=verify_section(tolerance_lsb=12)))
+    (path, message, _), *_ = info.value.problems
+    assert path == "verify" and "tolerance_steps" in message and "remove" in message
+
+
+async def test_fast_kernels_are_warned_about_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = parse_config(
+        config_data(tmp_path, None, [], verify=verify_section(models=[model(kernels="fast")]))
+    )
+    caplog.set_level(logging.WARNING)
+    gw = await build(cfg)
+    try:
+        lines = [r.getMessage() for r in caplog.records if 'kernels = "fast"' in r.getMessage()]
+        assert len(lines) == 1 and "TFLM" in lines[0], lines
+    finally:
+        assert gw.verification is not None
+        gw.verification.close()
+        await gw.outbox.close()

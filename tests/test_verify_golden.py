@@ -17,10 +17,11 @@ import sys
 
 import pytest
 
-from gateway.config import VerifySection
 from tests.verify_parity import MODEL_DIR, ROOT, compare, golden, meta
 
-TOLERANCE = VerifySection().tolerance_lsb
+# output steps within which scores count as equal and two labels as a near tie on these
+# vectors: what they were measured with (verdicts compare logits: tests/test_verify_hard.py)
+TOLERANCE = 12
 SIDECAR = ROOT / ".venv-tflite" / "bin" / "python"
 
 
@@ -90,7 +91,8 @@ def test_tflm_live_parity_on_the_held_out_windows() -> None:
         interp.invoke()
         live = [int(v) for v in interp.get_output(0)[0]]
         assert live == w["tflm_output"]
-        got = [round(s / out["scale"]) + out["zero_point"] for s in ours.run(x.tobytes())]
+        scores = ours.run(x.tobytes()).probabilities
+        got = [round(s / out["scale"]) + out["zero_point"] for s in scores]
         assert max(abs(a - b) for a, b in zip(got, live, strict=True)) <= TOLERANCE
         assert got.index(max(got)) == live.index(max(live))
         checked += 1

@@ -45,7 +45,7 @@ def compare(runtime: str, kernels: str, tolerance_lsb: int) -> dict[str, Any]:
         want = w["tflm_output"]
         got = [
             round(s / out["scale"]) + out["zero_point"]
-            for s in runner.run(bytes.fromhex(w["window_hex"]))
+            for s in runner.run(bytes.fromhex(w["window_hex"])).probabilities
         ]
         diffs.append(max(abs(a - b) for a, b in zip(got, want, strict=True)))
         ranked = sorted(want, reverse=True)

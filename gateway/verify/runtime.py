@@ -6,21 +6,24 @@ numpy < 2 and Python <= 3.11, and is the only one with armv7l wheels (32-bit
 Raspberry Pi OS).
 
 Reference kernels (``OpResolverType.BUILTIN_REF``) compute what TFLM computes on the
-node: TFLM is built from the same reference kernels. The default kernels (XNNPACK and
-the optimised ones) round differently and can flip a label near a tie, which a
-parity check would report as a disagreement the node did not cause
-(docs/verification.md, "Kernels and tolerance").
+node up to the rounding of a requantisation: ai-edge-litert's fully-connected kernel
+rounds one step differently from TFLM's. So a verdict compares the logits (the input of
+the final SOFTMAX), where that difference is one step, not the softmax's output, where
+one logit step can move a score by dozens (docs/verification.md, "Kernels and
+tolerance"). The default kernels (XNNPACK and the optimised ones) differ in every
+layer, and the differences add up.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from types import ModuleType
 from typing import Any, Final, Literal
 
 import numpy as np
 
-from gateway.verify.specs import RUNTIMES, ModelSpec, TensorSpec
+from gateway.verify.specs import RUNTIMES, ModelSpec, Scores, TensorSpec
 
 Kernels = Literal["reference", "fast"]
 
@@ -80,6 +83,7 @@ class Runner:
                 "a model with one of each"
             )
         self.input, self.output = _spec(inputs[0]), _spec(outputs[0])
+        logits = _softmax_input(self._interp, outputs[0]["index"])
         if self.input.dtype != "int8":
             raise ModelError(f"its input is {self.input.dtype}; nodes send int8 windows")
         if self.output.dtype not in ("int8", "float32") or len(self.output.shape) != 2:
@@ -89,18 +93,70 @@ class Runner:
             )
         self._in_index = inputs[0]["index"]
         self._out_index = outputs[0]["index"]
+        if logits is None:
+            self.decision = self.output
+            self._decision_index = self._out_index
+        else:
+            self.decision = _spec(logits)
+            self._decision_index = logits["index"]
+        self._decides_on = "scores" if logits is None else "logits"
 
     @property
     def spec(self) -> ModelSpec:
-        step = self.output.scale if self.output.dtype == "int8" else 1 / 256
-        return ModelSpec(self.runtime, self.kernels, self.input, self.output.shape[-1], step)
+        labels = self.output.shape[-1]
+        ties = 0
+        if self._decides_on == "logits":
+            ties = softmax_tie_steps(labels, self.output.scale, self.decision.scale)
+        return ModelSpec(self.runtime, self.kernels, self.input, labels, self._decides_on, ties)
 
-    def run(self, window: bytes) -> list[float]:
-        """The model's scores for one int8 window, as probabilities."""
+    def run(self, window: bytes) -> Scores:
+        """The model's scores for one int8 window, and the values its verdict compares."""
         x = np.frombuffer(window, dtype=np.int8).reshape(self.input.shape)
         self._interp.set_tensor(self._in_index, x)
         self._interp.invoke()
-        y = self._interp.get_tensor(self._out_index)[0]
-        if self.output.dtype == "int8":
-            return [(int(q) - self.output.zero_point) * self.output.scale for q in y]
-        return [float(v) for v in y]
+        scores = _real(self._interp.get_tensor(self._out_index)[0], self.output)
+        if self._decision_index == self._out_index:
+            step = self.output.scale if self.output.dtype == "int8" else 1 / 256
+            return Scores(scores, [v / step for v in scores])
+        logits = self._interp.get_tensor(self._decision_index)[0]
+        return Scores(scores, [float(int(q) - self.decision.zero_point) for q in logits])
+
+
+def _real(values: Any, spec: TensorSpec) -> list[float]:
+    if spec.dtype == "int8":
+        return [(int(q) - spec.zero_point) * spec.scale for q in values]
+    return [float(v) for v in values]
+
+
+def _softmax_input(interp: Any, output_index: int) -> dict[str, Any] | None:
+    """The int8 tensor the model's output SOFTMAX takes (its logits), or None when the
+    output is not made by a SOFTMAX from an int8 tensor.
+
+    The op list is the interpreters' ``_get_ops_details`` (tests/test_conformance.py
+    pins it for both runtimes). A SOFTMAX is a model's last op, so its input is still
+    in the arena when ``invoke`` returns."""
+    for op in interp._get_ops_details():
+        if output_index in op["outputs"]:
+            if op["op_name"] != "SOFTMAX" or len(op["inputs"]) != 1:
+                return None
+            index = int(op["inputs"][0])
+            detail = next(d for d in interp.get_tensor_details() if d["index"] == index)
+            return detail if np.dtype(detail["dtype"]).name == "int8" else None
+    return None
+
+
+def softmax_tie_steps(labels: int, output_scale: float, logit_scale: float) -> int:
+    """How many logit steps apart two labels can be and still get the same int8 score.
+
+    The top label's probability is at least 1/labels, so a gap of d between its logit
+    and the next one's makes their scores differ by at least (1 - e^-d) / labels. Below
+    two output steps (one for rounding, one for the integer softmax's approximation of
+    exp) both may get the same score, and a node then reports the first of them: the
+    verdict must not call that a disagreement. The largest whole number of logit steps
+    that stays below that gap is the answer.
+    """
+    room = 2 * labels * output_scale
+    if room >= 1:  # the output cannot separate two labels at all: no logit gap is safe
+        return 255
+    gap = -math.log1p(-room)
+    return max(0, math.ceil(gap / logit_scale) - 1)

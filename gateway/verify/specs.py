@@ -23,4 +23,18 @@ class ModelSpec:
     kernels: str
     input: TensorSpec
     labels: int  # scores per window
-    step: float  # one output step as a probability: what the tie tolerance counts in
+    # what a verdict compares: "logits", the int8 input of the model's final SOFTMAX, or
+    # "scores", its output (a model without one), in steps of that tensor's scale
+    decides_on: str
+    # logit steps within which the int8 softmax can give two labels the same score, from
+    # the model's quantisation (docs/verification.md): 0 for most models
+    softmax_tie_steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """One window's result: the model's scores as probabilities, and the values a verdict
+    compares (``ModelSpec.decides_on``) in steps of their tensor's scale."""
+
+    probabilities: list[float]
+    steps: list[float]

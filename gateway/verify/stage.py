@@ -32,7 +32,7 @@ from gateway.model import node_hex
 from gateway.protocol import Event, Message
 from gateway.verify import worker
 from gateway.verify.registry import ModelEntry, ModelFile, entries
-from gateway.verify.specs import ModelSpec
+from gateway.verify.specs import ModelSpec, Scores
 from gateway.verify.verdict import Policy, Unverified, Verdict, judge, unverified
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class VerificationStage:
         self._groups = section.groups
         self._wait_s = section.max_wait_ms / 1000
         self._queue_size = section.queue_size
-        self._tolerance = section.tolerance_lsb
+        self._tolerance = section.tolerance_steps
         self._c = counters
         self._failures = failures
         self._models: dict[int, ModelEntry] = {}
@@ -97,6 +97,21 @@ class VerificationStage:
         except Exception:
             self.close()
             raise
+        for e in self._models.values():
+            if e.spec.kernels == "fast":
+                log.warning(
+                    'verify: %s runs with kernels = "fast", which differ from TFLM in every '
+                    "layer: its verdicts can flag a node that computed exactly what TFLM "
+                    "computes (docs/verification.md); use it for a separate verifier, and "
+                    'kernels = "reference" where a disagreement raises an alert',
+                    e.file,
+                )
+            if e.spec.decides_on == "scores":
+                log.warning(
+                    "verify: %s has no int8 SOFTMAX at its output: its verdicts compare "
+                    "output scores, within tolerance_steps of them (docs/verification.md)",
+                    e.file,
+                )
 
     # ---- what the pipeline calls ---------------------------------------------------
 
@@ -289,7 +304,7 @@ class VerificationStage:
             else:
                 out[at] = self._judge(msg, entry, result)
 
-    def _judge(self, msg: Message, entry: ModelEntry, scores: list[float]) -> Verdict:
+    def _judge(self, msg: Message, entry: ModelEntry, scores: Scores) -> Verdict:
         event = msg.body
         assert isinstance(event, Event)
         meta = self.meta(msg.header.node_id)
@@ -297,14 +312,13 @@ class VerificationStage:
         verdict = judge(
             event.label,
             scores,
-            step=entry.spec.step,
-            tolerance_lsb=self._tolerance,
+            tolerance_steps=self._tolerance + entry.spec.softmax_tie_steps,
             labels=entry.labels if entry.labels is not None else meta.labels,
             policy=policy,
             kernels=entry.spec.kernels,
             model=f"{entry.own_id:08x}",
         )
-        if not verdict.agreement:
+        if verdict.agreement is False:
             self._failures.warning(
                 f"disagree:{msg.header.node_id}",
                 "node %s says label %d, the gateway's model %08x says %d (score %.3f)%s",
@@ -322,8 +336,10 @@ class VerificationStage:
             self._c[f"events_unverified_{v.reason}"] += 1
             return
         self._c["events_verified"] += 1
-        if not v.agreement:
+        if v.agreement is False:
             self._c["events_disagreeing"] += 1
+        elif v.agreement is None:
+            self._c["events_verify_undecided"] += 1
         if v.drop:
             self._c["events_dropped_disagreeing"] += 1
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+from gateway.verify.specs import Scores
+
 Policy = Literal["annotate", "flag", "drop_disagreeing"]
 
 
@@ -31,6 +33,8 @@ class Verdict:
     label: int | None = None
     label_name: str | None = None
     score: float | None = None
+    # True: the node chose the gateway's label (or one tied with it); False: a label
+    # clearly below it; None: within the runtimes' rounding of it, cannot tell
     agreement: bool | None = None
     alert: bool = False
     drop: bool = False
@@ -58,34 +62,38 @@ def unverified(reason: Unverified) -> Verdict:
 
 def judge(
     node_label: int,
-    scores: list[float],
+    scores: Scores,
     *,
-    step: float,
-    tolerance_lsb: int,
+    tolerance_steps: int,
     labels: tuple[str, ...],
     policy: Policy,
     kernels: str,
     model: str,
 ) -> Verdict:
-    """Compares the node's label with the gateway's scores.
+    """Compares the node's label with the gateway's run of the model on its window.
 
-    The node agrees when it chose the gateway's top label, or a label whose gateway
-    score is within ``tolerance_lsb`` output steps of the top one: two runtimes that
-    round differently may order a near tie either way, and that is not the node's fault.
+    The comparison is on ``scores.steps`` (the logits, where the model has a final
+    softmax): the node agrees when it chose the gateway's top label or one tied with it;
+    it cannot be told apart from the gateway's answer (``agreement`` None, never an
+    alert) when its label's value is at most ``tolerance_steps`` below the top; beyond
+    that it disagrees. A label the model does not have disagrees.
     """
-    top = max(range(len(scores)), key=scores.__getitem__)
-    tie = tolerance_lsb * step + step / 2  # half a step: float error of the dequantised scores
-    agrees = node_label == top or (
-        0 <= node_label < len(scores) and scores[top] - scores[node_label] <= tie
-    )
+    steps = scores.steps
+    top = max(range(len(steps)), key=steps.__getitem__)
+    agrees: bool | None
+    if not 0 <= node_label < len(steps):
+        agrees = False
+    else:
+        margin = steps[top] - steps[node_label]
+        agrees = True if margin <= 0 else (None if margin <= tolerance_steps else False)
     return Verdict(
         True,
         label=top,
         label_name=labels[top] if top < len(labels) else None,
-        score=round(scores[top], 6),
+        score=round(scores.probabilities[top], 6),
         agreement=agrees,
-        alert=not agrees and policy == "flag",
-        drop=not agrees and policy == "drop_disagreeing",
+        alert=agrees is False and policy == "flag",
+        drop=agrees is False and policy == "drop_disagreeing",
         kernels=kernels,
         model=model,
     )

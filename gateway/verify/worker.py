@@ -13,8 +13,8 @@ The protocol on the pipe (pickled tuples, one per message):
   text of why the runtime cannot use it
 - a job: the stage sends ``(deadline, [(model, window bytes), ...])``, the deadline on
   ``time.monotonic()`` (one clock for every process of the machine); the worker answers
-  ``(results, times_us)``, a result per window it ran in order (its scores, or the text of
-  the error the runtime raised) and stops early at the deadline: what is missing is late
+  ``(results, times_us)``, a result per window it ran in order (its :class:`Scores`, or the text
+  of the error the runtime raised) and stops early at the deadline: what is missing is late
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import signal
 import time
 from multiprocessing.connection import Connection
 
-from gateway.verify.specs import ModelSpec
+from gateway.verify.specs import ModelSpec, Scores
 
 ModelLoad = tuple[bytes, str, str]
 """What the worker needs to load a model: (file content, kernels, delegate)."""
 
-Result = list[float] | str
+Result = Scores | str
 
 
 def inspect(runtime: str, models: list[ModelLoad]) -> list[ModelSpec | str]:

@@ -9,18 +9,28 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from gateway import __version__
 from gateway.fields import SCHEMA
 
 Section = Callable[[], Any]
 
+# Counters in every payload, at 0 too: ThingsBoard keeps a key's last value until a report
+# carries it again, and the shipped gateway rule chain compares each of these with the last
+# report (thingsboard_rules/build.py GATEWAY_COUNTERS); left out at 0 after a restart, the
+# pre-restart total would stand in for it.
+REPORTED_AT_ZERO: Final = (
+    "events_lost_at_node",
+    "events_refused_disk_full",
+    "rejected_unauthenticated",
+)
+
 
 class Health:
     def __init__(self, gateway_id: str) -> None:
         self.gateway_id = gateway_id
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(REPORTED_AT_ZERO, 0))
         self.started = time.monotonic()
         self.started_ms = time.time_ns() // 1_000_000
         self._sections: dict[str, Section] = {}

@@ -411,6 +411,32 @@ def test_the_node_chain_at_its_thresholds_and_their_fallbacks() -> None:
     assert [a["action"] for a in r["actions"][0]] == ["TbSendRPCRequestNode"]
 
 
+def test_the_node_chain_trims_labels_and_clears_disagreement_only_on_agreement() -> None:
+    def telemetry(**values: Any) -> dict[str, Any]:
+        return {"device": "d", "msgType": "POST_TELEMETRY_REQUEST", "msg": values, "metadata": {}}
+
+    def acts(result: dict[str, Any]) -> list[set[tuple[str, str]]]:
+        return [{(a["alarm"], a["action"]) for a in x if "alarm" in a} for x in result["actions"]]
+
+    verdict = {"label": "running", "score": 0.5, "verified": True}
+    r = _evaluate(
+        [
+            telemetry(label="badminton", score=0.9),
+            telemetry(**verdict, agreement=False, verify_alert=True),  # flagged
+            telemetry(**verdict, agreement=False, verify_alert=False),  # policy annotate
+            telemetry(**verdict, agreement=None, verify_alert=False),  # cannot tell
+            telemetry(**verdict, agreement=True, verify_alert=False),
+        ],
+        {"devices": {}, "customers": {}, "tenant": {"tinymlAnomalyLabels": "running, badminton"}},
+    )
+    got = acts(r)
+    assert ("TinyML anomaly", "create") in got[0]
+    assert ("TinyML verification disagreement", "create") in got[1]
+    for quiet in got[2:4]:
+        assert not {a for a in quiet if a[0] == "TinyML verification disagreement"}
+    assert ("TinyML verification disagreement", "clear") in got[4]
+
+
 GATEWAY_CHAIN = RULES / "rule_chains" / "tinyml_gateway.json"
 
 
@@ -466,6 +492,19 @@ def test_the_gateway_chain_raises_on_growth_not_on_totals() -> None:
             report(
                 **{"counters.rejected_unauthenticated": 4}
             ),  # a restarted gateway's first report: from 0
+            # 5 before a restart, 3 after it: the report's "started" changed, so 3 is growth
+            report(
+                {"counters.rejected_unauthenticated": 5, "started": 1000},
+                **{"counters.rejected_unauthenticated": 3, "started": 2000},
+            ),
+            report(
+                {"counters.rejected_unauthenticated": 3, "started": 2000},
+                **{"counters.rejected_unauthenticated": 3, "started": 2000},
+            ),
+            report(
+                {"counters.rejected_unauthenticated": 3, "started": 2000},
+                **{"counters.rejected_unauthenticated": 4, "started": 2000},
+            ),
         ]
     )
     assert got == [
@@ -481,10 +520,26 @@ def test_the_gateway_chain_raises_on_growth_not_on_totals() -> None:
         {("TinyML gateway input rejected", "create")},
         {("TinyML gateway publish refused", "create"), ("TinyML gateway input rejected", "clear")},
         {("TinyML gateway input rejected", "create"), ("TinyML gateway publish refused", "clear")},
+        {("TinyML gateway input rejected", "update")},  # still active: raised again
+        {("TinyML gateway input rejected", "clear")},
+        {("TinyML gateway input rejected", "create")},
     ]
     # the outbox limit from a server attribute of the tenant
     tenant = {"devices": {}, "customers": {}, "tenant": {"tinymlOutboxMaxBytes": 500}}
     assert run([report()], tenant) == [{("TinyML gateway outbox growing", "create")}]
+
+
+def test_the_counters_the_gateway_chain_compares_are_reported_at_zero() -> None:
+    """After a restart a counter still at 0 must reach ThingsBoard, or the pre-restart
+    total stays its latest value and the next report's growth is measured from it."""
+    from gateway.health import Health
+
+    sys.path.insert(0, str(RULES))
+    from build import GATEWAY_COUNTERS  # type: ignore[import-not-found]
+
+    compared = {k.split(".", 1)[1] for k in GATEWAY_COUNTERS if k.startswith("counters.")}
+    assert compared and compared <= set(Health("gw").payload()["counters"])
+    assert "started" in GATEWAY_COUNTERS
 
 
 # ---- the import script -------------------------------------------------------------------

@@ -48,6 +48,9 @@ GATEWAY_COUNTERS = [
     "sinks.thingsboard.publish_refused",
     "counters.rejected_unauthenticated",
     "totals.frames_bad",
+    # when the reporting gateway started: another value means it restarted, and its
+    # counters count from 0 again
+    "started",
 ]
 
 Node = dict[str, Any]

@@ -1,12 +1,16 @@
 // What one health report of the gateway device says (its flattened health payload,
 // docs/topics.md "Gateway status"), as the relations of a switch. A counter "grew" when it
 // is above the value the device reported last (fetched as latest telemetry before this
-// report is saved): counters restart at 0 with the gateway, and a restart is no alarm.
+// report is saved). Counters restart at 0 with the gateway: when the report's "started"
+// differs from the last one's, the gateway restarted, and any count above 0 is growth.
 function grew(msg, metadata, key) {
     if (msg[key] == null) {
         return false;
     }
     if (metadata[key] == null) {
+        return msg[key] > 0;
+    }
+    if (msg.started != null && metadata.started != null && msg.started != parseFloat(metadata.started)) {
         return msg[key] > 0;
     }
     return msg[key] > parseFloat(metadata[key]);

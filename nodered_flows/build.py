@@ -345,8 +345,9 @@ SCHEMA_SQL = (
 INSERT_SQL = "INSERT OR IGNORE INTO events ({}) VALUES ({})".format(
     ", ".join(EVENT_COLUMNS), ", ".join(f"${c}" for c in EVENT_COLUMNS)
 )
+# a SQL NULL is an empty field in the CSV, not the text "null" the csv node would write
 EXPORT_SQL = (
-    "SELECT " + ", ".join(c for c in EVENT_COLUMNS if c != "payload")
+    "SELECT " + ", ".join(f"IFNULL({c}, '') AS {c}" for c in EVENT_COLUMNS if c != "payload")
     + " FROM events WHERE ts >= $from AND ts < $to ORDER BY ts, node"
 )  # fmt: skip
 DB: Node = {"id": nid("sqlitedb"), "type": "sqlitedb", "db": "${TINYML_DB}", "mode": "RWC"}

@@ -9,8 +9,10 @@
 #                              QEMU (the node firmware's Cortex-M4 build), Mosquitto and
 #                              its clients, openssl, dbus-daemon, Chromium, systemd's tools,
 #                              lintian and qemu-user-static (the .debs), util-linux's unshare
-#                              and iproute2 (the comparison's network namespace); the package
-#                              with [dev,demo,verify,parity,ble,blerig,metrics,bench];
+#                              and iproute2 (the comparison's network namespace),
+#                              e2fsprogs and mount (the failing-disk test's ext4 on a
+#                              loop device); the package with
+#                              [dev,demo,verify,parity,ble,blerig,metrics,bench];
 #                              Node-RED 5 and its node packages in nodered_flows/test; where
 #                              Python is 3.11 or older, .venv-tflite: tflite-runtime with
 #                              numpy < 2 beside the package, for its parity test; and
@@ -39,7 +41,7 @@ case $profile in
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
       gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dbus-daemon chromium
-      systemd lintian qemu-user-static util-linux iproute2)
+      systemd lintian qemu-user-static util-linux iproute2 e2fsprogs mount)
     extras=dev,demo,verify,parity,ble,blerig,metrics,bench
     ;;
   *)

@@ -62,6 +62,8 @@ SETTINGS = """module.exports = {
   editorTheme: { tours: false },
   telemetry: { enabled: false },
   diagnostics: { enabled: false },
+  // what nodered_flows/README.md asks users to add: the alerts keep "once" in "file"
+  contextStorage: { default: { module: "memory" }, file: { module: "localfilesystem" } },
 };
 """
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from gateway.model import node_hex
@@ -389,4 +390,73 @@ async def test_the_flows_end_to_end_with_the_gateway_and_simulated_nodes(
     with out.open() as f:
         exported = list(csv.DictReader(f))
     assert len(exported) == 3 * COUNT and len({e["key"] for e in exported}) == 3 * COUNT
+    # no node has a group: a SQL NULL, written as an empty field, never as the text null
+    assert all(e["grp"] == "" for e in exported)
+    assert not [e for e in exported if "null" in e.values()]
     assert "Traceback" not in log.read_text()
+
+
+async def test_alerts_stay_once_across_a_node_red_restart(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """An anomaly and an offline alert, then Node-RED restarts: the broker hands the flow
+    the retained offline status again, and the gateway re-delivers the event (as after its
+    own crash). Neither alerts twice; a new event still does."""
+    node = node_hex(A)
+
+    def event(seq: int) -> bytes:
+        return json.dumps(
+            {
+                "schema": 1, "kind": "event", "gateway": "gw", "node": node, "boot": 1,
+                "seq": seq, "ts": 1796170000000 + seq, "key": f"{node}:1:{seq}",
+                "label": "badminton", "label_index": 0, "score": 0.97, "model_id": "91e3fbd4",
+            }
+        ).encode()  # fmt: skip
+
+    offline = json.dumps(
+        {
+            "schema": 1, "kind": "status", "gateway": "gw", "node": node, "boot": 1, "seq": 1,
+            "ts": 1796170000000, "online": False, "reason": "no message for 3 heartbeat periods",
+        }
+    ).encode()  # fmt: skip
+    base = f"tinyml/gw/{node}"
+    with Webhook() as hook:
+        red = NodeRed(
+            tmp_path,
+            {
+                "MQTT_HOST": "127.0.0.1",
+                "MQTT_PORT": str(mosquitto.port),
+                "TINYML_TOPIC": "tinyml/#",
+                "TINYML_DB": str(tmp_path / "events.sqlite"),
+                "TINYML_CSV_DIR": str(tmp_path / "csv"),
+                "TINYML_ALERT_WEBHOOK": hook.url,
+                "TINYML_ALERT_LABELS": "badminton",
+                "TINYML_ALERT_INTERVAL_S": "0",
+            },
+        )
+        red.start()
+        try:
+            red.deploy(shipped_flows())
+            await until(lambda: "Connected to broker" in red.log_text(), what="MQTT")
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                await client.publish(f"{base}/event", event(1), qos=1)
+                await client.publish(f"{base}/status", offline, qos=1, retain=True)
+            await until(lambda: len(hook.bodies) >= 2, what="the first two alerts")
+            red.stop()  # Node-RED writes its file context store on the way down
+            red.start()
+            await until(lambda: red.log_text().count("Connected to broker") >= 2, what="MQTT again")
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                await client.publish(f"{base}/event", event(1), qos=1)  # re-delivered
+                await client.publish(f"{base}/event", event(2), qos=1)  # new
+            await until(
+                lambda: any(b.get("key") == f"{node}:1:2" for b in hook.bodies), what="event 2"
+            )
+        finally:
+            red.stop()
+    kinds = sorted((b["type"], b.get("key")) for b in hook.bodies)
+    assert kinds == [
+        ("anomaly", f"{node}:1:1"),
+        ("anomaly", f"{node}:1:2"),
+        ("offline", None),
+    ], hook.bodies
+    assert "Unknown context store" not in red.log_text()

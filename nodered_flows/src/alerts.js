@@ -9,8 +9,13 @@
 // node TINYML_ALERT_RULES (JSON: {"groups": {"<group>": {"labels": [..], "min_score": ..,
 // "interval_s": ..}}, "nodes": {"<node id>": {..}}}), or a message with topic
 // "tinyml/alert-rules" (the dashboard's control).
+// What "once" needs (the event keys alerted, offline and low-battery states, the rate
+// limiter) lives in the context store TINYML_CONTEXT_STORE (default "file": Node-RED's
+// localfilesystem store, configured in settings.js; nodered_flows/README.md), so that a
+// restart of Node-RED does not alert again on a re-delivered event or a retained status.
 // The parsed payload is `p` throughout: the field-name test reads every `p.<name>`.
 const KEYS_KEPT = 10000;
+const STORE = env.get("TINYML_CONTEXT_STORE") || "file";
 
 function number(name, fallback) {
   const v = env.get(name);
@@ -40,10 +45,14 @@ function envRules() {
   return rules;
 }
 
-const st = context.get("state") || {
-  rules: envRules(), heartbeats: {}, keys: [], seen: {}, last: {}, suppressed: {}, low: {}, offline: {}, names: {},
-};
+// in memory: what the environment and the dashboard say, and what is shown with an alert
+const st = context.get("state") || { rules: envRules(), heartbeats: {}, names: {} };
 context.set("state", st);
+// kept across restarts (set again after every change: the file store writes what is set)
+const kept = context.get("alerts", STORE) || { keys: [], seen: {}, last: {}, suppressed: {}, low: {}, offline: {} };
+function keep() {
+  context.set("alerts", kept, STORE);
+}
 
 if (msg.topic === "tinyml/alert-rules") {
   const r = msg.payload || {};
@@ -72,14 +81,16 @@ const interval = (typeof r.interval_s === "number" ? r.interval_s : number("TINY
 
 function alert(type, severity, text, extra) {
   const slot = `${nodeId}:${type}`;
-  if (st.last[slot] !== undefined && now - st.last[slot] < interval) {
-    st.suppressed[slot] = (st.suppressed[slot] || 0) + 1;
-    node.status({ fill: "yellow", shape: "ring", text: `${slot}: ${st.suppressed[slot]} suppressed` });
+  if (kept.last[slot] !== undefined && now - kept.last[slot] < interval) {
+    kept.suppressed[slot] = (kept.suppressed[slot] || 0) + 1;
+    keep();
+    node.status({ fill: "yellow", shape: "ring", text: `${slot}: ${kept.suppressed[slot]} suppressed` });
     return null;
   }
-  const suppressed = st.suppressed[slot] || 0;
-  st.last[slot] = now;
-  st.suppressed[slot] = 0;
+  const suppressed = kept.suppressed[slot] || 0;
+  kept.last[slot] = now;
+  kept.suppressed[slot] = 0;
+  keep();
   node.status({ fill: "red", shape: "dot", text: `${type} ${st.names[nodeId] || nodeId}` });
   return {
     topic: `tinyml/alert/${type}/${nodeId}`,
@@ -94,10 +105,11 @@ function alert(type, severity, text, extra) {
 }
 
 function seenBefore(key) {
-  if (st.seen[key]) return true;
-  st.seen[key] = true;
-  st.keys.push(key);
-  if (st.keys.length > KEYS_KEPT) delete st.seen[st.keys.shift()];
+  if (kept.seen[key]) return true;
+  kept.seen[key] = true;
+  kept.keys.push(key);
+  if (kept.keys.length > KEYS_KEPT) delete kept.seen[kept.keys.shift()];
+  keep();
   return false;
 }
 
@@ -105,18 +117,24 @@ if (msg.kind === "heartbeat") {
   st.heartbeats[nodeId] = p;
   const limit = number("TINYML_LOW_BATTERY_MV", 3300);
   if (typeof p.battery_mv !== "number") return null;
-  if (p.battery_mv >= limit + 100) st.low[nodeId] = false; // recovered (100 mV of hysteresis)
-  if (p.battery_mv >= limit || st.low[nodeId]) return null;
-  st.low[nodeId] = true;
+  if (p.battery_mv >= limit + 100 && kept.low[nodeId]) {
+    kept.low[nodeId] = false; // recovered (100 mV of hysteresis)
+    keep();
+  }
+  if (p.battery_mv >= limit || kept.low[nodeId]) return null;
+  kept.low[nodeId] = true;
+  keep();
   return alert("low_battery", "warning", `battery ${p.battery_mv} mV, below ${limit} mV`, { battery_mv: p.battery_mv });
 }
 if (msg.kind === "status") {
-  if (p.online === false && !st.offline[nodeId]) {
-    st.offline[nodeId] = true;
+  if (p.online === false && !kept.offline[nodeId]) {
+    kept.offline[nodeId] = true;
+    keep();
     return alert("offline", "major", `offline: ${p.reason}`, { reason: p.reason });
   }
-  if (p.online === true && st.offline[nodeId]) {
-    st.offline[nodeId] = false;
+  if (p.online === true && kept.offline[nodeId]) {
+    kept.offline[nodeId] = false;
+    keep();
     return alert("online", "info", `back online: ${p.reason}`, { reason: p.reason });
   }
   return null;

@@ -11,6 +11,42 @@ const BY_KIND = {
   status: { online: "boolean", reason: "string" },
 };
 
+// what the gateway sends stays far inside these (docs/topics.md); a message outside them is
+// not the gateway's, or is damaged, and must not reach the database, the CSV or an alert
+const MAX_PAYLOAD_BYTES = 65536;
+const MAX_TEXT = 256; // labels, names, groups, versions, reasons
+const MAX_LOG_TEXT = 1024;
+const U32 = 4294967295;
+const RANGES = {
+  ts: [0, 8.64e15, "int"], boot: [0, U32, "int"], seq: [0, U32, "int"], label_index: [0, 31, "int"],
+  score: [0, 1], gateway_score: [0, 1], gateway_label_index: [0, 31, "int"], inference_us: [0, U32, "int"],
+  battery_mv: [0, 65535, "int"], temperature_c: [-100, 200], inferences: [0, U32, "int"],
+  events_dropped: [0, U32, "int"], retx_floor: [0, U32, "int"], rx_errors: [0, U32, "int"],
+  rssi: [-150, 20, "int"], uptime_ms: [0, U32, "int"],
+};
+const TEXTS = ["label", "name", "group", "gateway_label", "model_name", "firmware_version", "reason", "key", "transport"];
+
+function rangeProblem(p) {
+  for (const [name, [lo, hi, int]] of Object.entries(RANGES)) {
+    const v = p[name];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== "number" || !Number.isFinite(v)) return `${name} is ${JSON.stringify(v)}, not a number`;
+    if (int && !Number.isInteger(v)) return `${name} is ${v}, not a whole number`;
+    if (v < lo || v > hi) return `${name} is ${v}, outside ${lo}..${hi}`;
+  }
+  for (const name of TEXTS) {
+    const v = p[name];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== "string") return `${name} is not a string`;
+    if (v.length > MAX_TEXT) return `${name} has ${v.length} characters, more than ${MAX_TEXT}`;
+  }
+  if (typeof p.text === "string" && p.text.length > MAX_LOG_TEXT) return `text has ${p.text.length} characters, more than ${MAX_LOG_TEXT}`;
+  if (p.model_id !== undefined && !/^[0-9a-f]{8}$/.test(String(p.model_id))) return `model_id ${JSON.stringify(p.model_id).slice(0, 40)} is not 8 hex digits`;
+  if (p.kind === "event" && p.seq < 1) return "seq 0: events are numbered from 1";
+  if (Array.isArray(p.labels) && (p.labels.length > 32 || p.labels.some((l) => typeof l !== "string" || l.length > MAX_TEXT))) return "labels: more than 32, or one not a string of at most 256 characters";
+  return null;
+}
+
 function bad(reason) {
   msg.reason = reason;
   node.status({ fill: "red", shape: "ring", text: reason.slice(0, 60) });
@@ -37,7 +73,10 @@ if (parts.length === 3 && parts[2] === "status") {
 if (where === null) return bad(`topic ${msg.topic} is not one of the gateway's`);
 if (where.node !== null && !HEX16.test(where.node)) return bad(`topic ${msg.topic}: ${where.node} is not a node id`);
 
-let p = msg.payload;
+const raw = msg.payload;
+const size = Buffer.isBuffer(raw) ? raw.byteLength : typeof raw === "string" ? Buffer.byteLength(raw) : 0;
+let p = raw;
+if (size > MAX_PAYLOAD_BYTES) return bad(`payload of ${size} bytes, more than the ${MAX_PAYLOAD_BYTES} this flow takes`);
 if (Buffer.isBuffer(p)) p = p.toString("utf8");
 if (typeof p === "string") {
   try {
@@ -57,7 +96,7 @@ if (where.kind === "cmd_ack") {
   if (p.schema !== 1) problem = `schema ${JSON.stringify(p.schema)}, this flow reads schema 1`;
   else if (p.kind !== where.kind) problem = `kind ${JSON.stringify(p.kind)} on a ${where.kind} topic`;
   else if (p.node !== where.node) problem = `node ${JSON.stringify(p.node)} on the topic of ${where.node}`;
-  else problem = typesProblem(p, COMMON) || typesProblem(p, BY_KIND[where.kind]);
+  else problem = typesProblem(p, COMMON) || typesProblem(p, BY_KIND[where.kind]) || rangeProblem(p);
 }
 if (problem !== null) return bad(problem);
 

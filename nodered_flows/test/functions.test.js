@@ -69,8 +69,38 @@ test("parse: bad messages leave by the second output with a reason", () => {
   }
 });
 
-function alerts(vars, clock = { now: T }) {
-  const f = load("alerts", { TINYML_ALERT_LABELS: "badminton", TINYML_ALERT_MIN_SCORE: "0.8", ...vars }, undefined, clock);
+test("parse: values out of range or too large leave by the second output", () => {
+  const f = load("parse");
+  const big = "x".repeat(1024 * 1024);
+  const cases = [
+    [event(1, { score: 7 }), /score is 7, outside 0..1/],
+    [event(1, { score: -0.1 }), /score is -0.1/],
+    [event(1, { seq: 1.5 }), /seq is 1.5, not a whole number/],
+    [event(0), /seq 0/],
+    [event(1, { boot: -1 }), /boot is -1/],
+    [event(1, { label_index: 40 }), /label_index is 40/],
+    [event(1, { label: big }), /payload of \d+ bytes, more than the 65536/],
+    [event(1, { label: "l".repeat(1000) }), /label has 1000 characters/],
+    [event(1, { name: "n".repeat(300 * 1024) }), /payload of \d+ bytes/],
+    [event(1, { name: "n".repeat(300) }), /name has 300 characters/],
+    [event(1, { model_id: "not hex!" }), /model_id/],
+    [heartbeat(1e9), /battery_mv is 1000000000/],
+  ];
+  for (const [p, reason] of cases) {
+    const [ok, bad] = f.run({ topic: topic(p.kind), payload: JSON.stringify(p) });
+    assert.equal(ok, null, JSON.stringify(p).slice(0, 200));
+    assert.match(bad.reason, reason);
+  }
+  // a payload over the size limit is refused before it is parsed
+  const [, bad] = f.run({ topic: topic("event"), payload: Buffer.alloc(70000, 32) });
+  assert.match(bad.reason, /payload of 70000 bytes/);
+  // and the edges of the ranges pass
+  const [ok] = f.run({ topic: topic("event"), payload: JSON.stringify(event(1, { score: 1, label_index: 31 })) });
+  assert.ok(ok);
+});
+
+function alerts(vars, clock = { now: T }, context = undefined) {
+  const f = load("alerts", { TINYML_ALERT_LABELS: "badminton", TINYML_ALERT_MIN_SCORE: "0.8", ...vars }, undefined, clock, context);
   const parse = load("parse");
   return {
     f,
@@ -236,4 +266,18 @@ test("parse: an event without its label name takes it from the node's INFO", () 
   f.run({ topic: topic("info"), payload: info });
   const [after] = f.run({ topic: topic("event"), payload: event(2, { label: null, label_index: 1 }) });
   assert.equal(after.payload.label, "running");
+});
+
+test("alerts: what once means survives a restart of Node-RED (the file context store)", () => {
+  const first = alerts({ TINYML_ALERT_INTERVAL_S: "0" });
+  assert.ok(first.send("event", event(1, { label: "badminton", score: 0.9 })));
+  assert.equal(first.send("status", status(false)).payload.type, "offline");
+  assert.deepEqual([...first.f.context.stores], ["file"]);
+  // a new instance on what the store kept: the broker re-delivers the event and the
+  // retained offline status
+  const again = alerts({ TINYML_ALERT_INTERVAL_S: "0" }, { now: T }, first.f.context.restarted());
+  assert.equal(again.send("event", event(1, { label: "badminton", score: 0.9 })), null);
+  assert.equal(again.send("status", status(false)), null);
+  assert.equal(again.send("status", status(true)).payload.type, "online");
+  assert.ok(again.send("event", event(2, { label: "badminton", score: 0.9 })));
 });

@@ -5,9 +5,26 @@
 const fs = require("node:fs");
 const path = require("node:path");
 
+// a context store. A key set in a named store (Node-RED's file store, in the flows) is what
+// survives a restart: ``restarted()`` is a new store holding only those, as JSON holds them
 function store() {
   const data = {};
-  return { get: (k) => data[k], set: (k, v) => { data[k] = v; }, keys: () => Object.keys(data) };
+  const stores = new Set();
+  const named = new Set();
+  return {
+    get: (k, name) => { if (name) stores.add(name); return data[k]; },
+    set: (k, v, name) => {
+      if (name) { stores.add(name); named.add(k); }
+      data[k] = v;
+    },
+    keys: () => Object.keys(data),
+    stores,
+    restarted: () => {
+      const copy = store();
+      for (const k of named) copy.set(k, JSON.parse(JSON.stringify(data[k])), "file");
+      return copy;
+    },
+  };
 }
 
 // `clock`, when given, is the time the code sees (Date.now() and new Date() with no argument),
@@ -23,11 +40,10 @@ function fakeDate(clock) {
   };
 }
 
-function load(name, vars = {}, global = store(), clock = null) {
+function load(name, vars = {}, global = store(), clock = null, context = store()) {
   const code = fs.readFileSync(path.join(__dirname, "..", "src", `${name}.js`), "utf8");
   const fn = new Function("msg", "node", "context", "flow", "global", "env", "Buffer", "Date", code);
   const DateSeen = clock ? fakeDate(clock) : Date;
-  const context = store();
   const flow = store();
   const log = { warnings: [], errors: [], statuses: [] };
   const node = {

@@ -184,6 +184,18 @@ def _gateway(tmp: Path, broker: Mosquitto, ports: list[str]) -> Path:
     return path
 
 
+def _flow_env(broker: Mosquitto, db: Path, csv_dir: Path, hook: Webhook) -> dict[str, str]:
+    """The variables every shipped flow needs (nodered_flows/README.md)."""
+    return {
+        "MQTT_HOST": "127.0.0.1",
+        "MQTT_PORT": str(broker.port),
+        "TINYML_TOPIC": "tinyml/#",
+        "TINYML_DB": str(db),
+        "TINYML_CSV_DIR": str(csv_dir),
+        "TINYML_ALERT_WEBHOOK": hook.url,
+    }
+
+
 def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "run", "-c", str(config)],
@@ -251,12 +263,7 @@ async def test_the_flows_end_to_end_with_the_gateway_and_simulated_nodes(
         red = NodeRed(
             tmp_path,
             {
-                "MQTT_HOST": "127.0.0.1",
-                "MQTT_PORT": str(mosquitto.port),
-                "TINYML_TOPIC": "tinyml/#",
-                "TINYML_DB": str(db),
-                "TINYML_CSV_DIR": str(csv_dir),
-                "TINYML_ALERT_WEBHOOK": hook.url,
+                **_flow_env(mosquitto, db, csv_dir, hook),
                 "TINYML_ALERT_LABELS": "badminton",
                 "TINYML_ALERT_MIN_SCORE": "0.9",
                 "TINYML_ALERT_INTERVAL_S": "0",
@@ -424,12 +431,7 @@ async def test_alerts_stay_once_across_a_node_red_restart(
         red = NodeRed(
             tmp_path,
             {
-                "MQTT_HOST": "127.0.0.1",
-                "MQTT_PORT": str(mosquitto.port),
-                "TINYML_TOPIC": "tinyml/#",
-                "TINYML_DB": str(tmp_path / "events.sqlite"),
-                "TINYML_CSV_DIR": str(tmp_path / "csv"),
-                "TINYML_ALERT_WEBHOOK": hook.url,
+                **_flow_env(mosquitto, tmp_path / "events.sqlite", tmp_path / "csv", hook),
                 "TINYML_ALERT_LABELS": "badminton",
                 "TINYML_ALERT_INTERVAL_S": "0",
             },

@@ -10,19 +10,15 @@ within the tolerance.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.verify_parity import MODEL_DIR, ROOT, compare, golden, meta
+from tests.verify_parity import MODEL_DIR, ROOT, compare, golden, in_sidecar, meta
 
 # output steps within which scores count as equal and two labels as a near tie on these
 # vectors: what they were measured with (verdicts compare logits: tests/test_verify_hard.py)
 TOLERANCE = 12
-SIDECAR = ROOT / ".venv-tflite" / "bin" / "python"
 
 
 def _check(found: dict) -> None:
@@ -40,19 +36,7 @@ def test_ai_edge_litert_reference_kernels_reproduce_tflm() -> None:
 
 
 def test_tflite_runtime_reference_kernels_reproduce_tflm() -> None:
-    if sys.version_info >= (3, 12):
-        pytest.skip("tflite-runtime has wheels up to Python 3.11 only: not testable here")
-    if not SIDECAR.exists():
-        pytest.fail(".venv-tflite is missing: scripts/setup.sh test makes it")
-    script = ROOT / "tests" / "verify_parity.py"
-    done = subprocess.run(
-        [str(SIDECAR), str(script), "tflite-runtime", "reference", str(TOLERANCE)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = in_sidecar("verify_parity.py", "tflite-runtime", "reference", str(TOLERANCE))
     assert found["runtime"] == "tflite-runtime"
     _check(found)
     print("tflite-runtime reference:", found)

@@ -11,16 +11,13 @@ steps) always must. The figures of docs/verification.md's table are what these p
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.verify_hard import MODEL, build, measure
-
-SIDECAR = Path(__file__).resolve().parent.parent / ".venv-tflite" / "bin" / "python"
+from tests.verify_parity import in_sidecar
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +71,9 @@ def test_ai_edge_litert_reference_kernels_flag_no_honest_node(hard: list[dict[st
 def test_tflite_runtime_reference_kernels_flag_no_honest_node(
     hard: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    if sys.version_info >= (3, 12):
-        pytest.skip("tflite-runtime has wheels up to Python 3.11 only: not testable here")
-    if not SIDECAR.exists():
-        pytest.fail(".venv-tflite is missing: scripts/setup.sh test makes it")
     path = tmp_path / "hard.json"
     path.write_text(json.dumps(hard))
-    script = Path(__file__).resolve().parent / "verify_hard.py"
-    done = subprocess.run(
-        [str(SIDECAR), str(script), str(path), "tflite-runtime", "reference"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = in_sidecar("verify_hard.py", str(path), "tflite-runtime", "reference")
     assert found["runtime"] == "tflite-runtime"
     _bar(found)
 

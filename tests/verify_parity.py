@@ -65,5 +65,28 @@ def compare(runtime: str, kernels: str, tolerance_lsb: int) -> dict[str, Any]:
     }
 
 
+def in_sidecar(script: str, *args: str) -> dict[str, Any]:
+    """Runs ``tests/<script> args...`` in .venv-tflite (tflite-runtime, numpy < 2) and
+    returns the JSON object it prints last; skips where tflite-runtime has no wheels."""
+    import subprocess
+
+    import pytest
+
+    if sys.version_info >= (3, 12):
+        pytest.skip("tflite-runtime has wheels up to Python 3.11 only: not testable here")
+    sidecar = ROOT / ".venv-tflite" / "bin" / "python"
+    if not sidecar.exists():
+        pytest.fail(".venv-tflite is missing: scripts/setup.sh test makes it")
+    done = subprocess.run(
+        [str(sidecar), str(ROOT / "tests" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
 if __name__ == "__main__":
     print(json.dumps(compare(sys.argv[1], sys.argv[2], int(sys.argv[3]))))

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import termios
 
 from gateway.model import node_hex, parse_node_id
 from gateway.sim.link import FdLink, NodeRunner, open_pty
@@ -20,6 +21,11 @@ def _open_device(path: str, baudrate: int) -> FdLink:
     port = serial.Serial(path, baudrate, timeout=0)
     fd = os.dup(port.fileno())
     port.close()
+    # pyserial leaves VMIN=0 (a read with no data returns b"" at once): with VMIN=1 a
+    # non-blocking read says EAGAIN instead, and the link waits for the port to be readable
+    attrs = termios.tcgetattr(fd)
+    attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
     return FdLink(fd, path=path)
 
 

@@ -57,10 +57,16 @@ class FdLink:
             view = view[n:]
 
     async def read(self) -> bytes:
+        """The next bytes; waits (never spins) while there are none, also on a tty left
+        in "polling" mode (VMIN=0) and after the other end hung up, where a read returns
+        nothing at once instead of blocking."""
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return os.read(self.fd, 4096)
+                data = os.read(self.fd, 4096)
+                if data:
+                    return data
+                await asyncio.sleep(0.05)  # hung up, or VMIN=0: nothing to wait on
             except BlockingIOError:
                 fut: asyncio.Future[None] = loop.create_future()
                 loop.add_reader(self.fd, fut.set_result, None)

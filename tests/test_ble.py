@@ -143,6 +143,9 @@ async def test_a_node_that_drops_and_returns_goes_offline_then_online_and_loses_
     offline = [m.json() for m in sub.where(f"{node_hex(A)}/status") if not m.json()["online"]]
     assert offline[0]["reason"] == "BLE link lost"
     assert link["connects"] == 2 and link["drops"] == 1
+    # the INFO read at the second connection is the node's INFO of that moment
+    infos = [m.json()["uptime_ms"] for m in sub.where(f"{node_hex(A)}/info")]
+    assert len(infos) >= 2 and infos == sorted(set(infos)), infos
 
 
 async def test_a_fragmented_window_is_reassembled_and_a_lost_fragment_is_counted(

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+from collections.abc import Callable
 from typing import Annotated, Any, Final
 
 from dbus_fast import BusType, PropertyAccess, Variant
@@ -224,6 +225,7 @@ class BleNodeLink:
         self._tags = itertools.cycle(range(256))
         self._vary: asyncio.Task[None] | None = None
         self.info_raw = b""
+        self._make_info: Callable[[], bytes] | None = None
         self.notified = 0  # notifications sent
         self.dropped = 0  # uplink messages dropped while nobody was subscribed
         self.bad_downlink = 0
@@ -302,8 +304,18 @@ class BleNodeLink:
     def subscribed(self) -> bool:
         return self._event.notifying
 
+    def serve_info(self, make: Callable[[], bytes]) -> None:
+        """INFO is encoded anew for each read of the info characteristic (a long read's
+        later parts continue the same bytes), as the firmware does on each connection: an
+        INFO kept from the start would carry an ever older uptime."""
+        self._make_info = make
+
     def read_value(self, uuid: str, offset: int) -> bytes:
-        return self.info_raw[offset:] if uuid == BLE_INFO_CHAR_UUID else b""
+        if uuid != BLE_INFO_CHAR_UUID:
+            return b""
+        if offset == 0 and self._make_info is not None:
+            self.info_raw = self._make_info()
+        return self.info_raw[offset:]
 
     def written(self, value: bytes) -> None:
         try:

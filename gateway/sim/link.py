@@ -13,8 +13,9 @@ import errno
 import os
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.protocol import Ack, FrameDecoder, encode_frame
 from gateway.sim.node import SimulatedNode
@@ -29,6 +30,15 @@ class Link(Protocol):
     def write(self, data: bytes) -> None: ...
 
     async def read(self) -> bytes: ...
+
+
+@runtime_checkable
+class InfoServer(Protocol):
+    """A link that serves its node's INFO when asked (a BLE node's info characteristic):
+    the runner hands it a function that encodes the INFO anew, with the uptime of that
+    moment, as the firmware does on each connection."""
+
+    def serve_info(self, make: Callable[[], bytes]) -> None: ...
 
 
 class FdLink:
@@ -129,6 +139,9 @@ class NodeRunner:
         self._t0 = time.monotonic()
         # when each node booted: its uptimes count from here
         self._boot_t0 = {n.node_id: self._t0 - booted_s_ago for n in nodes}
+        if isinstance(link, InfoServer) and len(nodes) == 1:
+            node = nodes[0]
+            link.serve_info(lambda: node.info(self.uptime_ms(node)))
 
     def uptime_ms(self, node: SimulatedNode) -> int:
         return int((time.monotonic() - self._boot_t0[node.node_id]) * 1000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -510,3 +511,30 @@ def test_passive_scanning_gives_bleak_the_patterns_bluez_needs() -> None:
     args = Scanner(BleSection(enabled=True, scanning="passive"), lambda d, a: True)._bluez_args()
     BleakScanner(lambda d, a: None, scanning_mode="passive", bluez=args)  # raises without them
     assert {p.ad_data_type for p in args["or_patterns"]} == {0xFF, 0x06, 0x07}
+
+
+async def test_a_missing_adapter_is_waited_for_quietly_and_serial_goes_on(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    sub: Collector,
+    rig: BluezRig,
+    pty,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The configured adapter is not there (a dongle unplugged): one line, no failed
+    discovery starts, no adapter resets, and the serial nodes' events flow meanwhile."""
+    link = pty()
+    node = SimulatedNode(0xB1E5)
+    cfg = gateway_config(tmp_path, mosquitto, [link.path], ble=ble_section(adapter="hci7"))
+    caplog.set_level(logging.INFO)
+    async with running(cfg) as gw:
+        runner = NodeRunner(link, [node], rate_hz=20, count=40)
+        await asyncio.wait_for(runner.run(until_acked=True), 60)
+        await sub.wait_for(lambda: len(_seqs(sub, node.node_id)) >= 40)
+        await asyncio.sleep(5)  # long enough for a start that fails to be tried again
+        scan = gw.health.payload()["sources"]["ble:hci7"]
+    lines = [r.getMessage() for r in caplog.records if "hci7" in r.getMessage()]
+    assert len(lines) == 1 and "not found" in lines[0], lines
+    assert scan["failures"] == 0 and scan["adapter_resets"] == 0, scan
+    assert scan["adapter_present"] is False
+    assert _seqs(sub, node.node_id) == list(range(1, 41))

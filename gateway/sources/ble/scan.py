@@ -4,7 +4,8 @@ The scanner restarts discovery when no advertisement arrived for
 ``scanner_silence_s`` or when starting it fails (BlueZ answers InProgress,
 NotReady, Failed); after ``adapter_reset_after`` failed starts in a row it
 power-cycles the adapter through D-Bus, as habluetooth does, and goes on.
-Every BlueZ call runs under an outer timeout.
+Every BlueZ call runs under an outer timeout. While the adapter is missing
+(adapter.py) it starts nothing and waits quietly.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dbus_fast.aio import MessageBus
 from gateway.backoff import backoff_s
 from gateway.config import BleSection
 from gateway.protocol.constants import BLE_SERVICE_UUID
+from gateway.sources.ble.adapter import AdapterWatch
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Scanner:
     def __init__(self, cfg: BleSection, seen: Seen) -> None:
         self._cfg = cfg
         self._seen = seen
+        self.adapter = AdapterWatch(cfg.adapter)
         self.last_heard = time.monotonic()
         self.restarts = 0  # discovery restarted after silence
         self.failures = 0  # discovery failed to start or stop
@@ -53,6 +56,7 @@ class Scanner:
             "restarts": self.restarts,
             "failures": self.failures,
             "adapter_resets": self.adapter_resets,
+            "adapter_present": self.adapter.present,
             "last_error": self.last_error,
         }
 
@@ -63,12 +67,16 @@ class Scanner:
     async def run(self) -> None:
         failed_in_a_row = 0
         while True:
+            await self.adapter.wait()
             scanner = BleakScanner(
                 self._callback, scanning_mode=self._cfg.scanning, bluez=self._bluez_args()
             )
             try:
                 await self._bounded(scanner.start(), "start discovery")
             except Exception as exc:  # noqa: BLE001 - whatever BlueZ raises, try again
+                if not await self.adapter.check():
+                    failed_in_a_row = 0
+                    continue  # gone meanwhile: wait() says so once
                 self.failures += 1
                 failed_in_a_row += 1
                 self.last_error = f"start: {exc!r}"

@@ -371,13 +371,14 @@ async def test_a_silent_scanner_is_restarted_and_hears_again(
 async def test_discovery_that_cannot_start_is_retried_and_the_adapter_reset(
     tmp_path: Path, mosquitto: Mosquitto, rig: BluezRig, caplog
 ) -> None:
-    """An adapter BlueZ does not have: every start fails for real (bleak over D-Bus)."""
-    section = ble_section(adapter="hci9", adapter_reset_after=2, backoff_max_s=0.2)
+    """Passive scanning on the emulated BlueZ, which has no advertisement monitor: every
+    start fails for real (bleak over D-Bus), on an adapter that is there."""
+    section = ble_section(scanning="passive", adapter_reset_after=2, backoff_max_s=0.2)
     cfg = gateway_config(tmp_path, mosquitto, [], ble=section)
     async with running(cfg) as gw:
 
         def scanner() -> dict[str, Any]:
-            return gw.health.payload()["sources"]["ble:hci9"]  # type: ignore[no-any-return]
+            return gw.health.payload()["sources"]["ble:hci0"]  # type: ignore[no-any-return]
 
         while scanner()["adapter_resets"] < 2:
             await asyncio.sleep(0.1)

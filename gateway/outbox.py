@@ -16,10 +16,12 @@ for the GIL once per row while the event loop is busy.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from gateway.protocol import SequenceState
 from gateway.protocol.value import value
 
 log = logging.getLogger(__name__)
+_PROTOCOL_RETRIES: Final = 5
 BUSY_WAIT_S = 300.0  # how long a statement waits for another connection's write lock
 
 SCHEMA_VERSION: Final = 5
@@ -194,11 +197,24 @@ class Outbox:
         return self._db
 
     def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Runs ``fn`` in one transaction; maps disk-full and corruption to typed errors."""
+        """Runs ``fn`` in one transaction; maps disk-full and corruption to typed errors.
+
+        ``fn`` changes nothing but the database: a transaction that SQLite refuses with
+        SQLITE_PROTOCOL (its WAL lock handshake lost a race, which SQLite documents as
+        worth retrying) is rolled back and run again, up to ``_PROTOCOL_RETRIES`` times.
+        """
         db = self.db
         try:
-            with db:
-                result = fn(db)
+            for attempt in itertools.count(1):
+                try:
+                    with db:
+                        result = fn(db)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if _code(exc) != sqlite3.SQLITE_PROTOCOL or attempt >= _PROTOCOL_RETRIES:
+                        raise
+                    log.debug("outbox %s: %s; transaction retried", self.path, exc)
+                    time.sleep(0.01 * attempt)
         except sqlite3.OperationalError as exc:
             if _is_full(exc):
                 if not self.stats.disk_full:
@@ -508,9 +524,17 @@ class Outbox:
     async def enforce_limits(self, now_ms: int) -> tuple[dict[str, int], dict[str, int]]:
         """Applies max age, then the size cap. Returns records lost per sink (cap, age)."""
         try:
-            return await self._run(self._write, lambda db: self._enforce(db, now_ms))
+            cap, expired = await self._run(self._write, lambda db: self._enforce(db, now_ms))
         finally:
             await self._run(self._refresh_stats, self.db)
+        # counted once the transaction is committed (a retried one must not count twice)
+        self.stats.dropped_cap += _report(
+            cap, f"over its cap of {self.max_size_bytes / 1e6:.1f} MB: dropped the oldest records"
+        )
+        self.stats.expired += _report(
+            expired, f"dropped records older than {self.max_age_ms / 3.6e6:.1f} h"
+        )
+        return cap, expired
 
     def _enforce(
         self, db: sqlite3.Connection, now_ms: int
@@ -533,12 +557,6 @@ class Outbox:
             ).fetchone()[0]
             for name, lost in self._drop(db, "id <= ?", (cut,)).items():
                 cap[name] = cap.get(name, 0) + lost
-        self.stats.dropped_cap += _report(
-            cap, f"over its cap of {self.max_size_bytes / 1e6:.1f} MB: dropped the oldest records"
-        )
-        self.stats.expired += _report(
-            expired, f"dropped records older than {self.max_age_ms / 3.6e6:.1f} h"
-        )
         return cap, expired
 
     @staticmethod
@@ -618,7 +636,12 @@ def _used_bytes(db: sqlite3.Connection) -> int:
 _ACCESS_ERRORS: Final = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    # SQLite's unix VFS reports ENOSPC as SQLITE_FULL (extended codes keep it in the low byte)
+def _code(exc: sqlite3.Error) -> int | None:
+    """The primary result code (extended codes keep it in the low byte)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
+    return None if code is None else code & 0xFF
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    # SQLite's unix VFS reports ENOSPC as SQLITE_FULL
+    return _code(exc) == sqlite3.SQLITE_FULL

@@ -1,0 +1,231 @@
+"""A Debian 12 virtual machine with the project's package in it: a real systemd as PID 1,
+a real kernel Bluetooth stack and bluetoothd (docs/testing.md, "The VM rig").
+
+- ``rootfs()``: a minbase Debian root filesystem from debootstrap, cached outside the
+  clone (``TGW_VM_CACHE``, default /var/cache/tinyml-gateway-vm), keyed by its package
+  list: a machine that built it once pays only for the image and the boot.
+- ``image()``: a copy of it with the freshly built .deb installed by dpkg in a chroot, a
+  root autologin on the console, written into an ext4 image by ``mkfs.ext4 -d`` (no loop
+  mount needed).
+- ``Guest``: qemu-system-x86_64 under TCG (KVM does not work for guests on these
+  machines), the console on a unix socket, the guest's ttyS1 a pseudo-terminal on this
+  side; ``run()`` sends one shell command and returns its exit code and output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+SUITE: Final = "bookworm"
+PACKAGES: Final = (
+    "systemd-sysv", "udev", "dbus", "bluez", "bluez-test-tools", "mosquitto",
+    "mosquitto-clients", "python3.11", "kmod", "linux-image-amd64", "initramfs-tools",
+    "iproute2", "procps",
+)  # fmt: skip
+CACHE: Final = Path(os.environ.get("TGW_VM_CACHE", "/var/cache/tinyml-gateway-vm"))
+PROMPT_MARK: Final = "tgw-guest"
+_RC = re.compile(rb"__RC_(\d+)__")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_PROMPT = re.compile(r"^root@" + PROMPT_MARK + r"[^#$\n]*[#$] ?", re.M)
+
+
+class RigError(RuntimeError):
+    """The rig cannot run here; the message says what is missing or what failed."""
+
+
+def _mirror() -> str:
+    """The Debian mirror this machine's apt uses (the guest needs no other network)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        m = re.search(r"^URIs:\s*(\S+)", path.read_text(), re.M)
+        if m:
+            return m.group(1)
+    sources = Path("/etc/apt/sources.list")
+    if sources.exists():
+        m = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", sources.read_text(), re.M)
+        if m:
+            return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def _run(args: list[str], what: str, timeout: float = 900) -> None:
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RigError(f"{what} failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
+
+
+def rootfs() -> Path:
+    """The cached root filesystem, made with debootstrap when missing."""
+    if shutil.which("debootstrap") is None:
+        raise RigError("debootstrap is not installed: run scripts/setup.sh test")
+    key = hashlib.sha256(" ".join((SUITE, *PACKAGES)).encode()).hexdigest()[:16]
+    root = CACHE / f"rootfs-{key}"
+    if (root / ".complete").exists():
+        return root
+    CACHE.mkdir(parents=True, exist_ok=True)
+    building = CACHE / f"rootfs-{key}.partial"
+    shutil.rmtree(building, ignore_errors=True)
+    _run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+         str(building), _mirror()],
+        "debootstrap",
+    )  # fmt: skip
+    (building / ".complete").touch()
+    shutil.rmtree(root, ignore_errors=True)
+    building.rename(root)
+    return root
+
+
+_AUTOLOGIN: Final = """[Service]
+ExecStart=
+ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200 %I $TERM
+"""
+
+
+def image(root: Path, deb: Path, work: Path, size: str = "3G") -> tuple[Path, Path, Path]:
+    """(disk image, kernel, initrd) of the cached root with ``deb`` installed."""
+    tree = work / "root"
+    _run(["cp", "-a", f"{root}/.", str(tree)], "copying the root filesystem")
+    shutil.copy(deb, tree / "tmp" / deb.name)
+    _run(["chroot", str(tree), "dpkg", "-i", f"/tmp/{deb.name}"], "dpkg -i in the guest root")
+    (tree / "tmp" / deb.name).unlink()
+    getty = tree / "etc/systemd/system/serial-getty@ttyS0.service.d"
+    getty.mkdir(parents=True, exist_ok=True)
+    (getty / "autologin.conf").write_text(_AUTOLOGIN)
+    (tree / "etc/hostname").write_text(f"{PROMPT_MARK}\n")
+    (tree / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    boot = tree / "boot"
+    kernel = next(iter(sorted(boot.glob("vmlinuz-*"))), None)
+    initrd = next(iter(sorted(boot.glob("initrd.img-*"))), None)
+    if kernel is None or initrd is None:
+        raise RigError(f"no kernel or initrd in {boot}")
+    kernel = Path(shutil.copy(kernel, work / "vmlinuz"))
+    initrd = Path(shutil.copy(initrd, work / "initrd.img"))
+    disk = work / "disk.img"
+    _run(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(disk), size], "mkfs.ext4 -d")
+    shutil.rmtree(tree)
+    return disk, kernel, initrd
+
+
+@dataclass
+class Guest:
+    """One boot of the image. ``serial`` is the host side of the guest's ttyS1."""
+
+    disk: Path
+    kernel: Path
+    initrd: Path
+    cache: str = "directsync"  # what the guest flushed is on the image, nothing more
+    proc: subprocess.Popen[bytes] | None = None
+    serial: str = ""
+    _sock: socket.socket | None = None
+    _buf: bytes = b""
+
+    def boot(self, timeout_s: float = 240) -> float:
+        """Starts QEMU and waits for the root shell; returns the seconds it took."""
+        if shutil.which("qemu-system-x86_64") is None:
+            raise RigError("qemu-system-x86_64 is not installed: run scripts/setup.sh test")
+        folder = Path(tempfile.mkdtemp(prefix="tgw-vm-"))
+        console = folder / "console.sock"
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [
+                "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
+                "-m", "2048", "-smp", "2", "-machine", "q35", "-nographic", "-no-reboot",
+                "-kernel", str(self.kernel), "-initrd", str(self.initrd),
+                "-append", "root=/dev/vda rw console=ttyS0,115200 quiet",
+                "-drive", f"file={self.disk},format=raw,if=virtio,cache={self.cache}",
+                "-chardev", f"socket,id=con,path={console},server=on,wait=off",
+                "-serial", "chardev:con",
+                "-chardev", "pty,id=sim", "-serial", "chardev:sim",
+                "-monitor", "none", "-nic", "none",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.serial = self._pty_path()
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock.connect(str(console))
+                break
+            if time.monotonic() > deadline:
+                raise RigError("QEMU's console socket did not appear")
+            time.sleep(0.1)
+        self._expect(re.compile(rb"root@" + PROMPT_MARK.encode() + rb"[^\n]*[#$] "), timeout_s)
+        # no echo, no bracketed-paste escapes, no pager: output is the command's alone
+        self.run(
+            "stty -echo cols 500; bind 'set enable-bracketed-paste off' 2>/dev/null; "
+            "export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0"
+        )
+        return time.monotonic() - t0
+
+    def _pty_path(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            m = re.search(rb"char device redirected to (/dev/pts/\d+) \(label sim\)", line)
+            if m:
+                return m.group(1).decode()
+        raise RigError(f"QEMU did not say where ttyS1 is ({line!r})")
+
+    def _expect(self, pattern: re.Pattern[bytes], timeout_s: float) -> re.Match[bytes]:
+        assert self._sock is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            m = pattern.search(self._buf)
+            if m:
+                self._buf = self._buf[m.end() :]
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc is not None and self.proc.poll() is not None):
+                raise RigError(
+                    f"the guest did not print {pattern.pattern!r}: {self._buf[-2000:]!r}"
+                )
+            self._sock.settimeout(min(left, 1.0))
+            with contextlib.suppress(TimeoutError):
+                self._buf += self._sock.recv(65536)
+
+    def run(self, command: str, timeout_s: float = 120) -> tuple[int, str]:
+        """Runs ``command`` in the guest's root shell: (exit code, output)."""
+        assert self._sock is not None
+        self._buf = b""
+        # the marker is assembled by the shell, so the echoed command never matches it
+        self._sock.sendall(f'{command}; echo "__R""C_$?__"\n'.encode())
+        m = self._expect(_RC, timeout_s)
+        out = self._buf_before(m)
+        return int(m.group(1)), out
+
+    def _buf_before(self, m: re.Match[bytes]) -> str:
+        text = _ANSI.sub("", m.string[: m.start()].decode(errors="replace").replace("\r", ""))
+        # with echo off a prompt and the output's first line share a line: drop the prompt
+        return _PROMPT.sub("", text).strip("\n")
+
+    def cut_power(self) -> None:
+        """Ends QEMU at once: what the guest had not flushed is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def shutdown(self, timeout_s: float = 60) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError, RigError):
+            assert self._sock is not None
+            self._sock.sendall(b"systemctl poweroff\n")
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.cut_power()

@@ -103,6 +103,10 @@ def image(root: Path, deb: Path, work: Path, size: str = "3G") -> tuple[Path, Pa
     getty.mkdir(parents=True, exist_ok=True)
     (getty / "autologin.conf").write_text(_AUTOLOGIN)
     (tree / "etc/hostname").write_text(f"{PROMPT_MARK}\n")
+    # a minbase root has none, and the shipped config's broker is "localhost"
+    (tree / "etc/hosts").write_text(
+        f"127.0.0.1 localhost\n::1 localhost\n127.0.1.1 {PROMPT_MARK}\n"
+    )
     (tree / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
     boot = tree / "boot"
     kernel = next(iter(sorted(boot.glob("vmlinuz-*"))), None)

@@ -491,3 +491,15 @@ async def test_fast_kernels_are_warned_about_at_start(
         assert gw.verification is not None
         gw.verification.close()
         await gw.outbox.close()
+
+
+def test_softmax_tie_steps_follow_the_model_s_quantisation() -> None:
+    """Logit steps within which an int8 softmax may give two labels one score."""
+    from gateway.verify.runtime import softmax_tie_steps
+
+    assert softmax_tie_steps(4, 1 / 256, 0.5348844) == 0  # the shipped model
+    # a small logit scale: several of its steps fit in the gap the output cannot show
+    # (2 x 4 / 256 of probability is a logit gap of 0.0317)
+    assert softmax_tie_steps(4, 1 / 256, 0.005) == 6
+    assert softmax_tie_steps(4, 1 / 256, 0.0317 / 3) == 3
+    assert softmax_tie_steps(200, 1 / 256, 0.1) == 255  # the output separates nothing

@@ -93,21 +93,26 @@ class Runner:
             )
         self._in_index = inputs[0]["index"]
         self._out_index = outputs[0]["index"]
+        # one output step as a probability: what a verdict on the scores counts in
+        self._score_step = self.output.scale if self.output.dtype == "int8" else 1 / 256
         if logits is None:
             self.decision = self.output
             self._decision_index = self._out_index
         else:
             self.decision = _spec(logits)
             self._decision_index = logits["index"]
-        self._decides_on = "scores" if logits is None else "logits"
+
+    @property
+    def decides_on(self) -> str:
+        return "scores" if self._decision_index == self._out_index else "logits"
 
     @property
     def spec(self) -> ModelSpec:
         labels = self.output.shape[-1]
         ties = 0
-        if self._decides_on == "logits":
+        if self.decides_on == "logits":
             ties = softmax_tie_steps(labels, self.output.scale, self.decision.scale)
-        return ModelSpec(self.runtime, self.kernels, self.input, labels, self._decides_on, ties)
+        return ModelSpec(self.runtime, self.kernels, self.input, labels, self.decides_on, ties)
 
     def run(self, window: bytes) -> Scores:
         """The model's scores for one int8 window, and the values its verdict compares."""
@@ -116,8 +121,7 @@ class Runner:
         self._interp.invoke()
         scores = _real(self._interp.get_tensor(self._out_index)[0], self.output)
         if self._decision_index == self._out_index:
-            step = self.output.scale if self.output.dtype == "int8" else 1 / 256
-            return Scores(scores, [v / step for v in scores])
+            return Scores(scores, [v / self._score_step for v in scores])
         logits = self._interp.get_tensor(self._decision_index)[0]
         return Scores(scores, [float(int(q) - self.decision.zero_point) for q in logits])
 

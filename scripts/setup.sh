@@ -11,7 +11,8 @@
 #                              lintian and qemu-user-static (the .debs), util-linux's unshare
 #                              and iproute2 (the comparison's network namespace),
 #                              e2fsprogs and mount (the failing-disk test's ext4 on a
-#                              loop device); the package with
+#                              loop device), debootstrap and qemu-system-x86 (the VM
+#                              rig: a Debian guest with a real systemd); the package with
 #                              [dev,demo,verify,parity,ble,blerig,metrics,bench];
 #                              Node-RED 5 and its node packages in nodered_flows/test; where
 #                              Python is 3.11 or older, .venv-tflite: tflite-runtime with
@@ -41,7 +42,8 @@ case $profile in
   test)
     packages=(python3-venv build-essential make mosquitto mosquitto-clients openssl
       gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dbus-daemon chromium
-      systemd lintian qemu-user-static util-linux iproute2 e2fsprogs mount)
+      systemd lintian qemu-user-static util-linux iproute2 e2fsprogs mount debootstrap
+      qemu-system-x86)
     extras=dev,demo,verify,parity,ble,blerig,metrics,bench
     ;;
   *)

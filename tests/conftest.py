@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.packages import build_deb
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL_DIR = ROOT / "mcu_firmware" / "protocol"
@@ -19,6 +22,21 @@ def c_vectors_tool() -> Path:
         pytest.fail("make and a C compiler are needed: run scripts/setup.sh")
     subprocess.run(["make", "-s", "-C", str(PROTOCOL_DIR), "tools"], check=True)
     return PROTOCOL_DIR / "build" / "tgw_vectors"
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The project's .deb for an architecture, built once a session by
+    packaging/deb/build.py (the packaging tests and the VM rig install the same file)."""
+    out = tmp_path_factory.mktemp("deb")
+    built: dict[str, Path] = {}
+
+    def build(arch: str) -> Path:
+        if arch not in built:
+            built[arch] = build_deb(arch, out)
+        return built[arch]
+
+    return build
 
 
 @pytest.fixture

@@ -15,16 +15,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.packages import build_deb
 from tests.peers import Mosquitto, config_data, toml_text
 from tests.test_systemd import Notifications
 
 ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "packaging" / "deb" / "build.py"
 UNIT = ROOT / "packaging" / "systemd" / "tinyml-gateway.service"
 # exposure as systemd-analyze security --offline scores it, times ten (its --threshold)
 SECURITY_THRESHOLD = 20
@@ -44,22 +44,9 @@ def need(*tools: str) -> None:
         pytest.fail(f"{', '.join(missing)} not found: run scripts/setup.sh test")
 
 
-def build(arch: str, out: Path) -> Path:
-    need("dpkg-deb")
-    r = subprocess.run(
-        [sys.executable, str(BUILD), "--arch", arch, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    return Path(r.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("deb")
-    return {arch: build(arch, out) for arch in ("amd64", "arm64")}
+def debs(package: Callable[[str], Path]) -> dict[str, Path]:
+    return {arch: package(arch) for arch in ("amd64", "arm64")}
 
 
 def launch(program: Path, config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -129,6 +116,7 @@ def test_the_packages_hold_what_a_gateway_needs(debs: dict[str, Path]) -> None:
             "./usr/lib/systemd/system/tinyml-gateway.service",
             "./usr/lib/sysusers.d/tinyml-gateway.conf",
             "./usr/lib/tmpfiles.d/tinyml-gateway.conf",
+            "./usr/lib/modules-load.d/tinyml-gateway.conf",
             "./usr/share/dbus-1/system.d/tinyml-gateway.conf",
             "./opt/tinyml-gateway/pyvenv.cfg",
             "./opt/tinyml-gateway/bin/tinyml-gateway",
@@ -158,7 +146,7 @@ def test_lintian_passes_with_the_justified_overrides(debs: dict[str, Path]) -> N
 
 
 def test_the_same_inputs_give_the_same_bytes(debs: dict[str, Path], tmp_path: Path) -> None:
-    again = build("amd64", tmp_path)
+    again = build_deb("amd64", tmp_path)
     first = hashlib.sha256(debs["amd64"].read_bytes()).hexdigest()
     assert hashlib.sha256(again.read_bytes()).hexdigest() == first
 

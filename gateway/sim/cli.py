@@ -5,28 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
-import termios
 
 from gateway.model import node_hex, parse_node_id
-from gateway.sim.link import FdLink, NodeRunner, open_pty
+from gateway.sim.link import NodeRunner, open_device, open_pty
 from gateway.sim.node import SimulatedNode
-
-
-def _open_device(path: str, baudrate: int) -> FdLink:
-    import serial  # pyserial, a core dependency through pyserial-asyncio-fast
-
-    port = serial.Serial(path, baudrate, timeout=0)
-    fd = os.dup(port.fileno())
-    port.close()
-    # pyserial leaves VMIN=0 (a read with no data returns b"" at once): with VMIN=1 a
-    # non-blocking read says EAGAIN instead, and the link waits for the port to be readable
-    attrs = termios.tcgetattr(fd)
-    attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    return FdLink(fd, path=path)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -50,7 +34,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         )
         for i in range(args.nodes)
     ]
-    link = _open_device(str(args.device), args.baudrate) if args.device else open_pty()
+    link = open_device(str(args.device), args.baudrate) if args.device else open_pty()
     print(
         f"simulating {len(nodes)} node(s) ({', '.join(node_hex(n.node_id) for n in nodes)}) "
         f"on {link.path}; point a [[serial]] path at it",

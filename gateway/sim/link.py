@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import termios
 import time
 import tty
 from collections.abc import Callable
@@ -105,6 +106,21 @@ def open_pty() -> FdLink:
     master, slave = os.openpty()
     tty.setraw(slave)
     return FdLink(master, slave, os.ttyname(slave))
+
+
+def open_device(path: str, baudrate: int = 115200) -> FdLink:
+    """A serial device (or the host end of a virtual machine's UART) as a link."""
+    import serial  # pyserial, a core dependency through pyserial-asyncio-fast
+
+    port = serial.Serial(path, baudrate, timeout=0)
+    fd = os.dup(port.fileno())
+    port.close()
+    # pyserial leaves VMIN=0 (a read with no data returns b"" at once): with VMIN=1 a
+    # non-blocking read says EAGAIN instead, and the link waits for the port to be readable
+    attrs = termios.tcgetattr(fd)
+    attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    return FdLink(fd, path=path)
 
 
 @dataclass(slots=True)

@@ -140,6 +140,7 @@ def install_files(root: Path, version: str) -> None:
     put(pkg / "systemd/tinyml-gateway.service", "usr/lib/systemd/system/tinyml-gateway.service")
     put(pkg / "systemd/tinyml-gateway.sysusers", "usr/lib/sysusers.d/tinyml-gateway.conf")
     put(pkg / "systemd/tinyml-gateway.tmpfiles", "usr/lib/tmpfiles.d/tinyml-gateway.conf")
+    put(pkg / "systemd/tinyml-gateway.modules-load", "usr/lib/modules-load.d/tinyml-gateway.conf")
     put(pkg / "dbus/tinyml-gateway.conf", "usr/share/dbus-1/system.d/tinyml-gateway.conf")
     put(HERE / "lintian-overrides", "usr/share/lintian/overrides/tinyml-gateway")
     share = "usr/share/tinyml-gateway"

@@ -14,6 +14,7 @@ a real kernel Bluetooth stack and bluetoothd (docs/testing.md, "The VM rig").
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -92,8 +93,22 @@ ExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200 %I $TERM
 """
 
 
-def image(root: Path, deb: Path, work: Path, size: str = "3G") -> tuple[Path, Path, Path]:
-    """(disk image, kernel, initrd) of the cached root with ``deb`` installed."""
+# the guest's end of QEMU's user network: the host reaches its broker by a forwarded port
+_NETWORK: Final = """[Match]
+Name=en* eth*
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+"""
+# Mosquitto 2 answers only on loopback unless told; the forwarded port arrives from outside
+_BROKER: Final = "listener 1883\nallow_anonymous true\n"
+
+
+def image(
+    root: Path, deb: Path, work: Path, files: dict[str, str] | None = None, size: str = "3G"
+) -> tuple[Path, Path, Path]:
+    """(disk image, kernel, initrd) of the cached root with ``deb`` installed and
+    ``files`` (path in the guest: text) written."""
     tree = work / "root"
     _run(["cp", "-a", f"{root}/.", str(tree)], "copying the root filesystem")
     shutil.copy(deb, tree / "tmp" / deb.name)
@@ -108,6 +123,20 @@ def image(root: Path, deb: Path, work: Path, size: str = "3G") -> tuple[Path, Pa
         f"127.0.0.1 localhost\n::1 localhost\n127.0.1.1 {PROMPT_MARK}\n"
     )
     (tree / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    wanted = tree / "etc/systemd/system/multi-user.target.wants"
+    wanted.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        (wanted / "systemd-networkd.service").symlink_to(
+            "/lib/systemd/system/systemd-networkd.service"
+        )
+    for path, text in {
+        "etc/systemd/network/10-rig.network": _NETWORK,
+        "etc/mosquitto/conf.d/rig.conf": _BROKER,
+        **(files or {}),
+    }.items():
+        target = tree / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
     boot = tree / "boot"
     kernel = next(iter(sorted(boot.glob("vmlinuz-*"))), None)
     initrd = next(iter(sorted(boot.glob("initrd.img-*"))), None)
@@ -129,8 +158,11 @@ class Guest:
     kernel: Path
     initrd: Path
     cache: str = "directsync"  # what the guest flushed is on the image, nothing more
+    broker_port: int = 0  # a port on 127.0.0.1 forwarded to the guest's Mosquitto
     proc: subprocess.Popen[bytes] | None = None
-    serial: str = ""
+    serial: str = ""  # the guest's ttyS1
+    usb_serial: str = ""  # a USB serial adapter in the guest (ttyUSB0, /dev/serial/by-id/)
+    console: Path | None = None  # the guest's ttyS0, a root shell
     _sock: socket.socket | None = None
     _buf: bytes = b""
 
@@ -139,7 +171,7 @@ class Guest:
         if shutil.which("qemu-system-x86_64") is None:
             raise RigError("qemu-system-x86_64 is not installed: run scripts/setup.sh test")
         folder = Path(tempfile.mkdtemp(prefix="tgw-vm-"))
-        console = folder / "console.sock"
+        console = self.console = folder / "console.sock"
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [
@@ -151,12 +183,16 @@ class Guest:
                 "-chardev", f"socket,id=con,path={console},server=on,wait=off",
                 "-serial", "chardev:con",
                 "-chardev", "pty,id=sim", "-serial", "chardev:sim",
-                "-monitor", "none", "-nic", "none",
+                "-device", "qemu-xhci,id=xhci",
+                "-chardev", "pty,id=usbsim", "-device", "usb-serial,bus=xhci.0,chardev=usbsim",
+                "-monitor", "none",
+                "-nic", self._nic(),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self.serial = self._pty_path()
+        ptys = self._ptys({"sim", "usbsim"})
+        self.serial, self.usb_serial = ptys["sim"], ptys["usbsim"]
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError):
@@ -174,16 +210,28 @@ class Guest:
         )
         return time.monotonic() - t0
 
-    def _pty_path(self) -> str:
+    def _nic(self) -> str:
+        if not self.broker_port:
+            return "none"
+        # restrict=on: the guest reaches nothing outside; only the forwarded port comes in
+        return (
+            f"user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{self.broker_port}-:1883"
+        )
+
+    def _ptys(self, labels: set[str]) -> dict[str, str]:
+        """The host ends of QEMU's pty character devices, by label."""
         assert self.proc is not None and self.proc.stdout is not None
+        found: dict[str, str] = {}
         deadline = time.monotonic() + 30
         line = b""
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and set(found) != labels:
             line = self.proc.stdout.readline()
-            m = re.search(rb"char device redirected to (/dev/pts/\d+) \(label sim\)", line)
+            m = re.search(rb"char device redirected to (/dev/pts/\d+) \(label (\w+)\)", line)
             if m:
-                return m.group(1).decode()
-        raise RigError(f"QEMU did not say where ttyS1 is ({line!r})")
+                found[m.group(2).decode()] = m.group(1).decode()
+        if set(found) != labels:
+            raise RigError(f"QEMU did not say where its ptys are ({found}, {line!r})")
+        return found
 
     def _expect(self, pattern: re.Pattern[bytes], timeout_s: float) -> re.Match[bytes]:
         assert self._sock is not None
@@ -212,10 +260,28 @@ class Guest:
         out = self._buf_before(m)
         return int(m.group(1)), out
 
+    def write(self, path: str, text: str, mode: str = "0640") -> None:
+        """Writes ``text`` to ``path`` in the guest (base64 over the console, in pieces
+        under the tty's 4,096-byte line limit), keeping an existing file's owner."""
+        data = base64.b64encode(text.encode()).decode()
+        part = f"{path}.rig-part"
+        self.run(f": > {part}")
+        for i in range(0, len(data), 2000):
+            self.run(f"printf %s '{data[i : i + 2000]}' >> {part}")
+        rc, out = self.run(f"base64 -d {part} > {path} && chmod {mode} {path} && rm {part}")
+        if rc != 0:
+            raise RigError(f"writing {path} in the guest failed: {out}")
+
     def _buf_before(self, m: re.Match[bytes]) -> str:
         text = _ANSI.sub("", m.string[: m.start()].decode(errors="replace").replace("\r", ""))
         # with echo off a prompt and the output's first line share a line: drop the prompt
         return _PROMPT.sub("", text).strip("\n")
+
+    def release_console(self) -> None:
+        """Lets another client (socat) have the console: QEMU serves one at a time."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def cut_power(self) -> None:
         """Ends QEMU at once: what the guest had not flushed is gone."""
@@ -233,3 +299,32 @@ class Guest:
             self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.cut_power()
+
+
+def main() -> None:
+    """``python -m tests.vm.rig [DEB]``: boots a guest with DEB (default: a fresh build of
+    the amd64 package) and keeps it up until Ctrl-C, for a shell on its console."""
+    import sys
+
+    from tests.packages import build_deb
+
+    work = Path(tempfile.mkdtemp(prefix="tgw-vm-shell-"))
+    deb = Path(sys.argv[1]) if len(sys.argv) > 1 else build_deb("amd64", work)
+    guest = Guest(
+        *image(rootfs(), deb, work), broker_port=int(os.environ.get("TGW_VM_BROKER_PORT", "18830"))
+    )
+    print(f"booted in {guest.boot():.0f} s", flush=True)
+    guest.release_console()
+    print(f"console:  socat -,raw,echo=0 UNIX-CONNECT:{guest.console}")
+    print(f"ttyS1:    {guest.serial}   USB serial: {guest.usb_serial}")
+    print(f"broker:   127.0.0.1:{guest.broker_port}   Ctrl-C powers it off", flush=True)
+    try:
+        assert guest.proc is not None
+        guest.proc.wait()
+    except KeyboardInterrupt:
+        guest.shutdown()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

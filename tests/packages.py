@@ -1,0 +1,27 @@
+"""Builds the project's Debian package as a user would (packaging/deb/build.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "packaging" / "deb" / "build.py"
+
+
+def build_deb(arch: str, out: Path) -> Path:
+    """The .deb for ``arch`` written into ``out``; fails the test when it cannot be built."""
+    if shutil.which("dpkg-deb") is None:
+        pytest.fail("dpkg-deb not found: run scripts/setup.sh test")
+    r = subprocess.run(
+        [sys.executable, str(BUILD), "--arch", arch, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return Path(r.stdout.strip().splitlines()[-1])

@@ -80,7 +80,8 @@ class FdLink:
                 await asyncio.sleep(0.05)  # hung up, or VMIN=0: nothing to wait on
             except BlockingIOError:
                 fut: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(self.fd, fut.set_result, None)
+                # the reader may fire again before this task runs and removes it
+                loop.add_reader(self.fd, _settle, fut)
                 try:
                     await fut
                 finally:
@@ -95,6 +96,11 @@ class FdLink:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def open_pty() -> FdLink:

@@ -14,11 +14,13 @@ a real kernel Bluetooth stack and bluetoothd (docs/testing.md, "The VM rig").
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -105,10 +107,16 @@ _BROKER: Final = "listener 1883\nallow_anonymous true\n"
 
 
 def image(
-    root: Path, deb: Path, work: Path, files: dict[str, str] | None = None, size: str = "3G"
+    root: Path,
+    deb: Path,
+    work: Path,
+    files: dict[str, str] | None = None,
+    copies: dict[str, Path] | None = None,
+    size: str = "3G",
 ) -> tuple[Path, Path, Path]:
-    """(disk image, kernel, initrd) of the cached root with ``deb`` installed and
-    ``files`` (path in the guest: text) written."""
+    """(disk image, kernel, initrd) of the cached root with ``deb`` installed, ``files``
+    (path in the guest: text) written and ``copies`` (path in the guest: a file here)
+    copied."""
     tree = work / "root"
     _run(["cp", "-a", f"{root}/.", str(tree)], "copying the root filesystem")
     shutil.copy(deb, tree / "tmp" / deb.name)
@@ -137,6 +145,8 @@ def image(
         target = tree / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+    for path, source in (copies or {}).items():
+        shutil.copyfile(source, tree / path.lstrip("/"))
     boot = tree / "boot"
     kernel = next(iter(sorted(boot.glob("vmlinuz-*"))), None)
     initrd = next(iter(sorted(boot.glob("initrd.img-*"))), None)
@@ -172,6 +182,7 @@ class Guest:
             raise RigError("qemu-system-x86_64 is not installed: run scripts/setup.sh test")
         folder = Path(tempfile.mkdtemp(prefix="tgw-vm-"))
         console = self.console = folder / "console.sock"
+        self._buf = b""  # a boot after a power cut must not see the last one's prompt
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [
@@ -211,12 +222,12 @@ class Guest:
         return time.monotonic() - t0
 
     def _nic(self) -> str:
-        if not self.broker_port:
-            return "none"
-        # restrict=on: the guest reaches nothing outside; only the forwarded port comes in
-        return (
-            f"user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{self.broker_port}-:1883"
-        )
+        # the guest reaches this machine's loopback as 10.0.2.2 (a broker outside the
+        # guest survives its power cuts); the forwarded port reaches the guest's Mosquitto
+        nic = "user,model=virtio-net-pci"
+        if self.broker_port:
+            nic += f",hostfwd=tcp:127.0.0.1:{self.broker_port}-:1883"
+        return nic
 
     def _ptys(self, labels: set[str]) -> dict[str, str]:
         """The host ends of QEMU's pty character devices, by label."""
@@ -260,6 +271,22 @@ class Guest:
         out = self._buf_before(m)
         return int(m.group(1)), out
 
+    def must(self, command: str, timeout_s: float = 120) -> str:
+        """``run``, for a command that has to succeed: fails the test with its output."""
+        rc, out = self.run(command, timeout_s)
+        if rc != 0:
+            raise AssertionError(f"in the guest, `{command}` exited {rc}:\n{out[-3000:]}")
+        return out
+
+    def until(self, condition: str, timeout_s: float = 120) -> None:
+        """Waits in the guest until the shell ``condition`` holds (a hang guard only)."""
+        loop = shlex.quote(f"until {condition}; do sleep 1; done")
+        self.must(f"timeout {timeout_s:.0f} sh -c {loop}", timeout_s + 30)
+
+    async def must_async(self, command: str, timeout_s: float = 120) -> str:
+        """``must`` in a thread: the event loop (subscribers, simulated nodes) goes on."""
+        return await asyncio.to_thread(self.must, command, timeout_s)
+
     def write(self, path: str, text: str, mode: str = "0640") -> None:
         """Writes ``text`` to ``path`` in the guest (base64 over the console, in pieces
         under the tty's 4,096-byte line limit), keeping an existing file's owner."""
@@ -288,6 +315,7 @@ class Guest:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.release_console()
 
     def shutdown(self, timeout_s: float = 60) -> None:
         if self.proc is None or self.proc.poll() is not None:

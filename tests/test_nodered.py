@@ -329,7 +329,9 @@ async def test_the_flows_end_to_end_with_the_gateway_and_simulated_nodes(
             # has heard all three: a runner may have ended before the SIGKILL, and a node the
             # gateway never heard has no port to lose
             serving = [asyncio.create_task(r.run()) for r in runners]
-            await status.wait_for(lambda: any(_all_online(m.json(), first) for m in status.messages))
+            await status.wait_for(
+                lambda: any(_all_online(m.json(), first) for m in status.messages)
+            )
             # node C's port goes away: offline
             heard = len(hook.bodies)
             serving[1].cancel()

@@ -65,6 +65,10 @@ static volatile uint8_t rx_ring[256];
 static volatile uint8_t rx_head, rx_tail; /* ISR writes head, the loop reads tail */
 
 void board_uart0_rx_handler(void) {
+    /* Cleared before the drain, not after: a byte that lands between the last RXFULL
+     * check and a late clear would lose its interrupt, stay unread in the holding
+     * register and stop reception for good (the node deaf to ACKs and commands). */
+    REG(UART_INTCLEAR) = UART_INT_RX;
     while ((REG(UART_STATE) & UART_STATE_RXFULL) != 0u) {
         uint8_t b = (uint8_t)REG(UART_DATA);
         if ((uint8_t)(rx_head + 1u) != rx_tail) { /* full: the byte is lost, the CRC says so */
@@ -72,7 +76,6 @@ void board_uart0_rx_handler(void) {
             rx_head++;
         }
     }
-    REG(UART_INTCLEAR) = UART_INT_RX;
 }
 
 size_t board_uart_read(uint8_t *buf, size_t cap) {

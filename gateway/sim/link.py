@@ -53,6 +53,9 @@ class FdLink:
         self.tx_dropped_bytes = 0
 
     def write(self, data: bytes) -> None:
+        if self.fd < 0:  # closed: an unplugged cable
+            self.tx_dropped_bytes += len(data)
+            return
         view = memoryview(data)
         while view:
             try:
@@ -73,6 +76,9 @@ class FdLink:
         nothing at once instead of blocking."""
         loop = asyncio.get_running_loop()
         while True:
+            if self.fd < 0:  # closed: nothing ever comes
+                await asyncio.sleep(0.05)
+                continue
             try:
                 data = os.read(self.fd, 4096)
                 if data:
@@ -92,10 +98,13 @@ class FdLink:
                 await asyncio.sleep(0.05)  # nobody on the other end yet
 
     def close(self) -> None:
+        """Closes both ends once: a second call must not close the numbers again, which by
+        then may belong to another file (a database, a socket) of this process."""
         for fd in (self.fd, self._keepalive):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        self.fd, self._keepalive = -1, None
 
 
 def _settle(fut: asyncio.Future[None]) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import subprocess
-import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ import pytest
 from gateway.model import node_hex
 from gateway.sim.link import NodeRunner, open_device
 from gateway.sim.node import SimulatedNode
-from tests.packages import ROOT
+from tests.packages import ROOT, build_deb
 from tests.peers import Collector, free_port
 from tests.vm.rig import Guest, RigError, image, rootfs
 from tests.vm.test_vm_service import Broker
@@ -61,14 +59,7 @@ def previous_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     epoch = subprocess.run(
         [*git, "log", "-1", "--format=%ct", "HEAD~1"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    out = source / "out"
-    r = subprocess.run(
-        [sys.executable, str(source / "packaging/deb/build.py"), "--arch", "amd64", "--out", str(out)],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "SOURCE_DATE_EPOCH": epoch},
-    )  # fmt: skip
-    assert r.returncode == 0, f"the previous commit's package did not build:\n{r.stderr[-3000:]}"
-    return Path(r.stdout.strip().splitlines()[-1])
+    return build_deb("amd64", source / "out", source, epoch)
 
 
 @pytest.fixture(scope="module")
